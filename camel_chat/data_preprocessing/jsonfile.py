@@ -1,0 +1,77 @@
+"""Reading and writing the JSON files of the data pipeline.
+
+Reads fail with a `DataError` that names the file and the line; writes go to a temporary
+file in the same folder and are renamed into place, so a crash never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from camel_chat.errors import DataError
+
+
+def read_json(path: str | Path) -> Any:
+    """Parse one JSON document; a missing or malformed file raises `DataError`."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(path, "file not found") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise DataError(path, exc.strerror or str(exc)) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(path, f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+
+
+def read_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """Yield (line number, record) for each non-blank line of a JSON-lines file."""
+    path = Path(path)
+    try:
+        handle = path.open(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(path, "file not found") from None
+    with handle:
+        for lineno, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield lineno, json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(path, f"malformed JSON: {exc.msg}", record=f"line {lineno}") from None
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            write(handle)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | Path, obj: Any, *, indent: int | None = 2, ensure_ascii: bool = True) -> None:
+    """Write `obj` as JSON atomically (the seed's layout: indent 2, ASCII-escaped)."""
+    _atomic_write(Path(path), lambda h: json.dump(obj, h, indent=indent, ensure_ascii=ensure_ascii))
+
+
+def write_jsonl(path: str | Path, records: Iterable[Any]) -> None:
+    """Write one JSON object per line, atomically."""
+
+    def write(handle: Any) -> None:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    _atomic_write(Path(path), write)
