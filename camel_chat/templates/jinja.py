@@ -20,7 +20,11 @@ _KEEP = SpecialTokens(bos="{bos_token}", eos="{eos_token}")
 
 def _quote(text: str) -> str:
     escaped = (
-        text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+        text.replace("\\", "\\\\")
+        .replace('"', '\\"')
+        .replace("\n", "\\n")
+        .replace("\r", "\\r")
+        .replace("\t", "\\t")
     )
     return f'"{escaped}"'
 
@@ -45,13 +49,17 @@ def _emit(text: str) -> str:
 
 def _system_expr(template: Template) -> str:
     before, after = template.system.split(SYSTEM)
-    return " + ".join(p for p in (_expr(before) if before else "", "system_message", _expr(after) if after else "") if p)
+    return " + ".join(
+        p for p in (_expr(before) if before else "", "system_message", _expr(after) if after else "") if p
+    )
 
 
 def _examples(template: Template) -> str:
     text = ""
     for i, (role, content) in enumerate(template.examples):
-        text += "".join(s.text for s in message_segments(template, role, content, first=i == 0, special=_KEEP))  # type: ignore[arg-type]
+        text += "".join(
+            s.text for s in message_segments(template, role, content, first=i == 0, special=_KEEP)
+        )  # type: ignore[arg-type]
     return _emit(text)
 
 
@@ -63,7 +71,9 @@ def to_jinja(template: Template) -> str:
         "{%- if messages and messages[0]['role'] == 'system' -%}",
         "{%- set system_message = messages[0]['content'] -%}{%- set loop_messages = messages[1:] -%}",
         "{%- else -%}",
-        "{%- set system_message = " + _quote(template.default_system) + " -%}{%- set loop_messages = messages -%}",
+        "{%- set system_message = "
+        + _quote(template.default_system)
+        + " -%}{%- set loop_messages = messages -%}",
         "{%- endif -%}",
     ]
     if template.bos:
@@ -77,8 +87,12 @@ def to_jinja(template: Template) -> str:
     if template.system_position == "first_user":
         out.append(
             "{%- if loop.first and " + has_system + " -%}"
-            "{{- " + (_expr(user.lead) + " + " if user.lead else "") + _system_expr(template)
-            + " + message['content'] -}}{%- else -%}{{- " + content + " -}}{%- endif -%}"
+            "{{- "
+            + (_expr(user.lead) + " + " if user.lead else "")
+            + _system_expr(template)
+            + " + message['content'] -}}{%- else -%}{{- "
+            + content
+            + " -}}{%- endif -%}"
         )
     else:
         out.append("{{- " + content + " -}}")
@@ -87,8 +101,12 @@ def to_jinja(template: Template) -> str:
     if template.trained_suffix:
         body += " + " + _expr(template.trained_suffix)
     out.append(
-        "{%- elif message['role'] == 'assistant' -%}" + _emit(assistant.prefix)
-        + "{%- generation -%}{{- " + body + " -}}{%- endgeneration -%}" + _emit(template.tail)
+        "{%- elif message['role'] == 'assistant' -%}"
+        + _emit(assistant.prefix)
+        + "{%- generation -%}{{- "
+        + body
+        + " -}}{%- endgeneration -%}"
+        + _emit(template.tail)
     )
     out.append("{%- else -%}{{- raise_exception('roles must be system (first), user or assistant') -}}")
     out.append("{%- endif -%}{%- endfor -%}")

@@ -42,10 +42,12 @@ def system_text(template: Template, system: str | None) -> str:
     return template.default_system if system is None else system
 
 
-def _system_block(template: Template, system: str) -> str:
+def _system_block(template: Template, system: str, special: SpecialTokens) -> str:
     if not system and not template.system_if_empty:
         return ""
-    return template.system.replace(SYSTEM, system)
+    # Fill the template's own placeholders before inserting the user's text, which may
+    # itself contain "{eos_token}" and must stay verbatim.
+    return special.fill(template.system).replace(SYSTEM, system)
 
 
 def preamble(
@@ -54,9 +56,9 @@ def preamble(
     """What precedes the first message: BOS, the system block (at the start), examples."""
     segments = [Segment(special.bos)] if template.bos and special.bos else []
     if template.system_position == "start":
-        block = _system_block(template, system_text(template, system))
+        block = _system_block(template, system_text(template, system), special)
         if block:
-            segments.append(Segment(special.fill(block)))
+            segments.append(Segment(block))
     for i, (role, content) in enumerate(template.examples):
         for seg in message_segments(template, role, content, first=(i == 0), special=special):  # type: ignore[arg-type]
             segments.append(Segment(seg.text))  # examples are template text, never trained
@@ -79,9 +81,9 @@ def message_segments(
     segments = [Segment(special.fill(fmt.prefix))]
     lead = fmt.lead
     if role == "user" and first and template.system_position == "first_user":
-        block = _system_block(template, system_text(template, system))
+        block = _system_block(template, system_text(template, system), special)
         if block:
-            segments.append(Segment(lead + special.fill(block)))
+            segments.append(Segment(lead + block))
             lead = ""
     if role == "assistant":
         body = lead + content + special.fill(template.trained_suffix)
@@ -126,7 +128,13 @@ def _messages(
     out: list[Segment] = []
     for i, message in enumerate(messages):
         out += message_segments(
-            template, message.role, message.content, first=(i == 0), system=system, special=special, index=i
+            template,
+            message.role,
+            message.content,
+            first=(i == 0),
+            system=system,
+            special=special,
+            index=i,
         )
     return out
 
@@ -141,5 +149,3 @@ def render_text(
     """The rendered conversation as one string."""
     segments = render(template, conversation, add_generation_prompt=add_generation_prompt, special=special)
     return "".join(s.text for s in segments)
-
-

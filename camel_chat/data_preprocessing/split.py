@@ -1,0 +1,127 @@
+"""Split long conversations on turn-pair boundaries so every piece fits the token budget.
+
+The budget is checked against the exact rendered length (`LengthModel`): BOS, system
+prompt, role headers, separators and end-of-turn tokens included. Differences from the
+seed's `split_one_sample` (spec §4.3, design §2.7): the last pair is never dropped, a
+single pair longer than the budget is reported and dropped (the seed emitted it, to be
+truncated in training), and no empty piece is emitted.
+
+Pieces keep the seed's ids: `<original id>_<index of the piece's first turn>`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from camel_chat.conversation import ConversationError, Role
+from camel_chat.data_preprocessing.tally import Tally
+from camel_chat.templates.length import LengthModel
+
+_ROLE = {"human": "user", "gpt": "assistant"}
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A validated conversation: its system prompt, turns cut to whole pairs, and costs."""
+
+    record: dict[str, Any]
+    system: str | None
+    turns: list[dict[str, Any]]
+    pair_first: list[int]  # tokens of pair k when it opens a piece (preamble included)
+    pair_rest: list[int]  # tokens of pair k after another pair
+
+
+def pairs_of(record: dict[str, Any]) -> tuple[str | None, list[dict[str, Any]]]:
+    """The system prompt and the turns cut to whole human/gpt pairs; raises on a bad turn."""
+    turns = record.get("conversations")
+    if not isinstance(turns, list):
+        raise ConversationError("missing-field", "'conversations' must be a list")
+    system = None
+    if turns and isinstance(turns[0], dict) and turns[0].get("from") == "system":
+        system, turns = turns[0].get("value"), turns[1:]
+    turns = turns[: len(turns) // 2 * 2]  # a trailing unanswered turn has nothing to learn from
+    if not turns:
+        raise ConversationError("too-short", "no complete human/gpt pair")
+    for i, turn in enumerate(turns):
+        if not isinstance(turn, dict) or not isinstance(turn.get("value"), str):
+            raise ConversationError("missing-field", "a turn needs 'from' and a string 'value'", i)
+        expected = "human" if i % 2 == 0 else "gpt"
+        if turn.get("from") not in ("human", "gpt"):
+            raise ConversationError("unknown-role", f"'from' is {turn.get('from')!r}", i)
+        if turn["from"] != expected:
+            raise ConversationError("wrong-roles", f"turn {i} should be {expected}, is {turn['from']}", i)
+        if not turn["value"].strip():
+            raise ConversationError("empty-value", f"turn {i} is empty", i)
+    return system, turns
+
+
+def prepare_all(records: Sequence[dict[str, Any]], model: LengthModel, tally: Tally) -> list[Prepared]:
+    """Validate every record and cost its pairs with one batched tokenization."""
+    valid: list[tuple[dict[str, Any], str | None, list[dict[str, Any]]]] = []
+    for record in records:
+        try:
+            system, turns = pairs_of(record)
+        except ConversationError as exc:
+            tally.drop(exc.rule, f"{record.get('id', '?')}: {exc.detail}" if isinstance(record, dict) else "")
+            continue
+        valid.append((record, system, turns))
+    # Every turn in its inner form, and every user turn also in the form it takes when it
+    # opens a piece (they differ only for templates that put the system prompt inside the
+    # first user message; identical texts are tokenized once).
+    texts: list[str] = []
+    for _, system, turns in valid:
+        for i, turn in enumerate(turns):
+            role: Role = _ROLE[turn["from"]]  # type: ignore[assignment]
+            texts.append(model.shape(role, False, system).content_text(turn["value"]))
+            if i % 2 == 0:
+                texts.append(model.shape(role, True, system).content_text(turn["value"]))
+    lengths = iter(model.content_lengths(texts))
+    return [_costs(record, system, turns, model, lengths) for record, system, turns in valid]
+
+
+def _costs(
+    record: dict[str, Any], system: str | None, turns: list[dict[str, Any]], model: LengthModel, lengths: Any
+) -> Prepared:
+    user_rest, user_first = model.shape("user", False, system), model.shape("user", True, system)
+    reply = model.shape("assistant", False, system)
+    opening = model.preamble_tokens(system) + user_first.fixed_tokens
+    pair_first: list[int] = []
+    pair_rest: list[int] = []
+    for _ in range(0, len(turns), 2):
+        user_len, user_first_len, reply_len = next(lengths), next(lengths), next(lengths)
+        reply_tokens = reply.fixed_tokens + reply_len
+        pair_rest.append(user_rest.fixed_tokens + user_len + reply_tokens)
+        pair_first.append(opening + user_first_len + reply_tokens)
+    return Prepared(record, system, turns, pair_first, pair_rest)
+
+
+def split(prep: Prepared, max_length: int, tally: Tally) -> list[dict[str, Any]]:
+    """Greedy split of one prepared conversation into pieces of at most `max_length` tokens."""
+    pieces: list[dict[str, Any]] = []
+    record_id = str(prep.record.get("id", ""))
+    start: int | None = None
+    used = 0
+
+    def emit(end: int) -> None:
+        if start is not None:
+            turns = (
+                [{"from": "system", "value": prep.system}] if prep.system is not None else []
+            ) + prep.turns[start:end]
+            extra = {k: v for k, v in prep.record.items() if k not in ("id", "conversations")}
+            pieces.append({"id": f"{record_id}_{start}", **extra, "conversations": turns})
+
+    for k in range(len(prep.pair_rest)):
+        if start is not None and used + prep.pair_rest[k] <= max_length:
+            used += prep.pair_rest[k]
+            continue
+        emit(2 * k)
+        cost = prep.pair_first[k]
+        if cost > max_length:
+            tally.drop("pair-over-budget", f"{record_id} turns {2 * k}-{2 * k + 1}: {cost} tokens")
+            start, used = None, 0
+            continue
+        start, used = 2 * k, cost
+    emit(len(prep.turns))
+    return pieces

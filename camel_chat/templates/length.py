@@ -1,0 +1,71 @@
+"""Exact token lengths of renderings, computed from one batched tokenization of the turns.
+
+A message renders as template text (fixed for its role, whether it comes first, and the
+system prompt) around one content segment (`lead + content + trained suffix`), and the
+encoder tokenizes segments one by one. So the token length of any run of messages is
+
+    preamble(system) + Σ fixed(role, first, system) + Σ len(tokenize(content segment))
+
+which is what `merge.py` needs to split conversations exactly without rendering and
+tokenizing every candidate piece. `tests/templates/test_length.py` checks it against
+`SegmentEncoder.encode(render(...))` on many conversations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+
+from camel_chat.conversation import Role
+from camel_chat.templates.encode import SegmentEncoder
+from camel_chat.templates.render import message_segments, preamble
+from camel_chat.templates.template import Template
+
+_SENTINEL = "\x00"
+
+
+@dataclass(frozen=True)
+class MessageShape:
+    """A message's rendering with the content cut out: fixed token count and content wrapper."""
+
+    fixed_tokens: int
+    before: str
+    after: str
+
+    def content_text(self, content: str) -> str:
+        return self.before + content + self.after
+
+
+class LengthModel:
+    """Token lengths for one template and tokenizer."""
+
+    def __init__(self, template: Template, encoder: SegmentEncoder) -> None:
+        self.template = template
+        self.encoder = encoder
+        self.shape = cache(self._shape)
+        self.preamble_tokens = cache(self._preamble_tokens)
+
+    def _shape(self, role: Role, first: bool, system: str | None) -> MessageShape:
+        segments = message_segments(
+            self.template, role, _SENTINEL, first=first, system=system, special=self.encoder.special
+        )
+        fixed = 0
+        before = after = ""
+        for seg in segments:
+            if _SENTINEL in seg.text:
+                before, after = seg.text.split(_SENTINEL)
+            else:
+                fixed += len(self.encoder.fixed_ids(seg.text))
+        return MessageShape(fixed, before, after)
+
+    def _preamble_tokens(self, system: str | None) -> int:
+        segments = preamble(self.template, system, self.encoder.special)
+        return sum(len(self.encoder.fixed_ids(s.text)) for s in segments)
+
+    def content_lengths(self, texts: Sequence[str]) -> list[int]:
+        """Token counts of content segments, in one batched call (duplicates tokenized once)."""
+        prepared = [self.encoder.prepare(t, fixed=False) for t in texts]
+        unique = list(dict.fromkeys(prepared))
+        counts = dict(zip(unique, map(len, self.encoder.encode_texts(unique)), strict=True))
+        return [counts[p] for p in prepared]
