@@ -80,7 +80,7 @@ def rendered_lengths(pieces: list[dict[str, Any]], encoder: SegmentEncoder, temp
     template = get_template(template_name)
     rendered = [render(template, from_sharegpt(p), special=encoder.special) for p in pieces]
     texts = [encoder.prepare(s.text, fixed=False) for segs in rendered for s in segs if s.message is not None]
-    lengths = iter(map(len, encoder.encode_texts(texts)))
+    lengths = iter(encoder.count_texts(texts))
     return [
         sum(next(lengths) if s.message is not None else len(encoder.fixed_ids(s.text)) for s in segs)
         for segs in rendered
@@ -112,10 +112,10 @@ def main() -> None:
     pairs_in = sum(len(r["conversations"]) // 2 for r in records)
     print(f"{len(records)} conversations, {len(turn_texts)} turns, {pairs_in} pairs; tokenizer llama-sp")
 
-    floor_ids, t_floor = timed(lambda: tokenizer(turn_texts, add_special_tokens=False)["input_ids"])
-    print(f"tokens in turns: {sum(map(len, floor_ids)) / 1e6:.2f} M")
-    seed_pieces, t_seed = timed(lambda: seed_split(records, tokenizer, args.max_length))
     encoder = SegmentEncoder(tokenizer)
+    floor, t_floor = timed(lambda: encoder.count_texts(turn_texts))
+    print(f"tokens in turns: {sum(floor) / 1e6:.2f} M")
+    seed_pieces, t_seed = timed(lambda: seed_split(records, tokenizer, args.max_length))
     model = LengthModel(get_template(args.template), encoder)
     tally = Tally("merge")
     ours, t_ours = timed(lambda: merge(records, model, args.max_length, args.seed, tally))
@@ -130,7 +130,7 @@ def main() -> None:
             f"pairs lost {lost:5d} ({100 * lost / pairs_in:.2f} %)"
         )
 
-    print(f"floor  {t_floor:7.2f} s  (one batched call over all turn texts)")
+    print(f"floor  {t_floor:7.2f} s  (one batched tokenizer call over all turn texts, counts only)")
     report("seed", seed_pieces, t_seed)
     report("ours", ours, t_ours)
     print(f"dropped by ours: {dict(tally.dropped)} (pairs longer than the budget on their own)")

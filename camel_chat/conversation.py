@@ -79,7 +79,9 @@ def validate(conversation: Conversation, *, ends_with: Role | None = "assistant"
             rule = "must-start-with-user" if i == 0 else "roles-must-alternate"
             raise ConversationError(rule, f"expected {expected}, got {message.role}", i)
     if ends_with is not None and messages[-1].role != ends_with:
-        raise ConversationError(f"must-end-with-{ends_with}", f"last message is {messages[-1].role}", len(messages) - 1)
+        raise ConversationError(
+            f"must-end-with-{ends_with}", f"last message is {messages[-1].role}", len(messages) - 1
+        )
 
 
 def from_sharegpt(record: Mapping[str, Any]) -> Conversation:
@@ -99,7 +101,9 @@ def from_sharegpt(record: Mapping[str, Any]) -> Conversation:
         role = SHAREGPT_TO_ROLE.get(turn["from"])
         if role is None:
             raise ConversationError(
-                "unknown-role", f"'from' is {turn['from']!r}, expected one of {sorted(SHAREGPT_TO_ROLE)}", i
+                "unknown-role",
+                f"'from' is {turn['from']!r}, expected one of {sorted(SHAREGPT_TO_ROLE)}",
+                i,
             )
         if role == "system" and i == 0:
             system = turn["value"]

@@ -15,16 +15,15 @@ COLUMNS = ("instruction", "input", "output")
 
 
 def join_prompt(instruction: str, input_text: str) -> str:
-    return f"{instruction}\n\n{input_text}" if input_text.strip() else instruction
+    """Instruction and input separated by a blank line; an empty part is left out."""
+    return "\n\n".join(part for part in (instruction, input_text) if part.strip())
 
 
 def convert_row(row: dict[str, Any], index: int) -> dict[str, Any]:
     for column in COLUMNS:
         value = row.get(column)
         if value is not None and not isinstance(value, str):
-            raise ConversationError(
-                "malformed-record", f"column {column!r} is {type(value).__name__}"
-            )
+            raise ConversationError("malformed-record", f"column {column!r} is {type(value).__name__}")
     return {
         "id": f"alpaca/{index}",
         "conversations": [

@@ -41,9 +41,7 @@ def strip_markers(text: str) -> str:
 
 def _require_dict(record: Any) -> dict[str, Any]:
     if not isinstance(record, dict):
-        raise ConversationError(
-            "malformed-record", f"expected a JSON object, got {type(record).__name__}"
-        )
+        raise ConversationError("malformed-record", f"expected a JSON object, got {type(record).__name__}")
     return {str(k).lower(): v for k, v in record.items()}
 
 

@@ -20,9 +20,7 @@ SOURCES = ("kwai-agent", "meta-agent", "autogpt", "modelscope", "react", "toolll
 def convert_record(record: Any, index: int) -> Iterator[dict[str, Any]]:
     """Yield one conversation per step; raises `ConversationError` for a malformed record."""
     if not isinstance(record, dict):
-        raise ConversationError(
-            "malformed-record", f"expected a JSON object, got {type(record).__name__}"
-        )
+        raise ConversationError("malformed-record", f"expected a JSON object, got {type(record).__name__}")
     steps = record.get("llm_prompt_response")
     if not isinstance(steps, list):
         raise ConversationError("malformed-record", "'llm_prompt_response' must be a list")
@@ -32,9 +30,7 @@ def convert_record(record: Any, index: int) -> Iterator[dict[str, Any]]:
             raise ConversationError("malformed-record", f"step {step_no} is not an object")
         fields = [step.get("instruction"), step.get("input") or "", step.get("output")]
         if not all(isinstance(f, str) for f in fields):
-            raise ConversationError(
-                "malformed-record", f"step {step_no} needs string instruction/output"
-            )
+            raise ConversationError("malformed-record", f"step {step_no} needs string instruction/output")
         instruction, input_text, output = fields
         yield {
             "id": f"kagent/{record_id}_{step_no}",

@@ -67,9 +67,7 @@ def _has_repeated_digits(record: dict) -> bool:
     return any(_REPEATED_DIGIT.search(turn["value"]) for turn in record["conversations"])
 
 
-def _drop_reason(
-    record: dict, keep_lang: str, skip_lang: str | None, reduce_rep: bool
-) -> str | None:
+def _drop_reason(record: dict, keep_lang: str, skip_lang: str | None, reduce_rep: bool) -> str | None:
     if keep_lang != KEEP_ALL or skip_lang is not None:
         code = detect_language(conversation_text(record))
         if keep_lang != KEEP_ALL and code != keep_lang:

@@ -15,11 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from camel_chat.conversation import ConversationError, Role
+from camel_chat.conversation import ConversationError
 from camel_chat.data_preprocessing.tally import Tally
-from camel_chat.templates.length import LengthModel
-
-_ROLE = {"human": "user", "gpt": "assistant"}
+from camel_chat.templates.length import LengthModel, MessageShape
 
 
 @dataclass(frozen=True)
@@ -67,34 +65,46 @@ def prepare_all(records: Sequence[dict[str, Any]], model: LengthModel, tally: Ta
             tally.drop(exc.rule, f"{record.get('id', '?')}: {exc.detail}" if isinstance(record, dict) else "")
             continue
         valid.append((record, system, turns))
-    # Every turn in its inner form, and every user turn also in the form it takes when it
-    # opens a piece (they differ only for templates that put the system prompt inside the
-    # first user message; identical texts are tokenized once).
+    # Every turn in its inner form; the user turns also in the form they take when they
+    # open a piece, but only where that differs (templates that put the system prompt in
+    # the first user message), so the usual case tokenizes each turn exactly once.
     texts: list[str] = []
+    firsts: list[str] = []
     for _, system, turns in valid:
-        for i, turn in enumerate(turns):
-            role: Role = _ROLE[turn["from"]]  # type: ignore[assignment]
-            texts.append(model.shape(role, False, system).content_text(turn["value"]))
-            if i % 2 == 0:
-                texts.append(model.shape(role, True, system).content_text(turn["value"]))
-    lengths = iter(model.content_lengths(texts))
-    return [_costs(record, system, turns, model, lengths) for record, system, turns in valid]
+        user, user_first, reply = _shapes(model, system)
+        differs = user_first.before != user.before or user_first.strip_lead != user.strip_lead
+        for i in range(0, len(turns), 2):
+            texts.append(user.content_text(turns[i]["value"]))
+            texts.append(reply.content_text(turns[i + 1]["value"]))
+            if differs:
+                firsts.append(user_first.content_text(turns[i]["value"]))
+    lengths = model.content_lengths(texts)
+    first_lengths = iter(model.content_lengths(firsts))
+    out: list[Prepared] = []
+    pos = 0
+    for record, system, turns in valid:
+        user, user_first, reply = _shapes(model, system)
+        opening = model.preamble_tokens(system) + user_first.fixed_tokens
+        differs = user_first.before != user.before or user_first.strip_lead != user.strip_lead
+        pair_first: list[int] = []
+        pair_rest: list[int] = []
+        for _ in range(0, len(turns), 2):
+            user_len, reply_len = lengths[pos], lengths[pos + 1]
+            pos += 2
+            reply_tokens = reply.fixed_tokens + reply_len
+            pair_rest.append(user.fixed_tokens + user_len + reply_tokens)
+            first_len = next(first_lengths) if differs else user_len
+            pair_first.append(opening + first_len + reply_tokens)
+        out.append(Prepared(record, system, turns, pair_first, pair_rest))
+    return out
 
 
-def _costs(
-    record: dict[str, Any], system: str | None, turns: list[dict[str, Any]], model: LengthModel, lengths: Any
-) -> Prepared:
-    user_rest, user_first = model.shape("user", False, system), model.shape("user", True, system)
-    reply = model.shape("assistant", False, system)
-    opening = model.preamble_tokens(system) + user_first.fixed_tokens
-    pair_first: list[int] = []
-    pair_rest: list[int] = []
-    for _ in range(0, len(turns), 2):
-        user_len, user_first_len, reply_len = next(lengths), next(lengths), next(lengths)
-        reply_tokens = reply.fixed_tokens + reply_len
-        pair_rest.append(user_rest.fixed_tokens + user_len + reply_tokens)
-        pair_first.append(opening + user_first_len + reply_tokens)
-    return Prepared(record, system, turns, pair_first, pair_rest)
+def _shapes(model: LengthModel, system: str | None) -> tuple[MessageShape, MessageShape, MessageShape]:
+    return (
+        model.shape("user", False, system),
+        model.shape("user", True, system),
+        model.shape("assistant", False, system),
+    )
 
 
 def split(prep: Prepared, max_length: int, tally: Tally) -> list[dict[str, Any]]:

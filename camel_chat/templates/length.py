@@ -27,14 +27,19 @@ _SENTINEL = "\x00"
 
 @dataclass(frozen=True)
 class MessageShape:
-    """A message's rendering with the content cut out: fixed token count and content wrapper."""
+    """A message's rendering with the content cut out: fixed token count and content wrapper.
+
+    `before`/`after` wrap the content into the text the encoder tokenizes (already
+    `prepare`d: for dummy-prefix tokenizers the leading space is gone)."""
 
     fixed_tokens: int
     before: str
     after: str
+    strip_lead: bool  # `before` is empty, so a leading space of the content must go
 
     def content_text(self, content: str) -> str:
-        return self.before + content + self.after
+        text = self.before + content + self.after
+        return text[1:] if self.strip_lead and text.startswith(" ") else text
 
 
 class LengthModel:
@@ -57,15 +62,15 @@ class LengthModel:
                 before, after = seg.text.split(_SENTINEL)
             else:
                 fixed += len(self.encoder.fixed_ids(seg.text))
-        return MessageShape(fixed, before, after)
+        if not before:
+            return MessageShape(fixed, "", after, strip_lead=self.encoder.dummy_prefix)
+        # `prepare` only ever touches the start of a content segment, which is `before` here.
+        return MessageShape(fixed, self.encoder.prepare(before, fixed=False), after, strip_lead=False)
 
     def _preamble_tokens(self, system: str | None) -> int:
         segments = preamble(self.template, system, self.encoder.special)
         return sum(len(self.encoder.fixed_ids(s.text)) for s in segments)
 
     def content_lengths(self, texts: Sequence[str]) -> list[int]:
-        """Token counts of content segments, in one batched call (duplicates tokenized once)."""
-        prepared = [self.encoder.prepare(t, fixed=False) for t in texts]
-        unique = list(dict.fromkeys(prepared))
-        counts = dict(zip(unique, map(len, self.encoder.encode_texts(unique)), strict=True))
-        return [counts[p] for p in prepared]
+        """Token counts of content texts made by `MessageShape.content_text`, one batched call."""
+        return self.encoder.count_texts(texts)

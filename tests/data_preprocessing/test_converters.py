@@ -156,3 +156,8 @@ def test_kagent_steps_become_single_turns_with_source() -> None:
     ]
     with pytest.raises(ConversationError, match="llm_prompt_response"):
         list(kagent.convert_record({"id": 1}, 0))
+
+
+def test_join_prompt_leaves_out_empty_parts() -> None:
+    assert alpaca.join_prompt("", "only input") == "only input"
+    assert alpaca.join_prompt("only instruction", "  ") == "only instruction"

@@ -27,9 +27,7 @@ def conv(rid: str, *values: str) -> dict:
     }
 
 
-@pytest.mark.parametrize(
-    ("text", "code"), [(ENGLISH, "en"), (FRENCH, "fr"), (CHINESE, "zh"), (KOREAN, "ko")]
-)
+@pytest.mark.parametrize(("text", "code"), [(ENGLISH, "en"), (FRENCH, "fr"), (CHINESE, "zh"), (KOREAN, "ko")])
 def test_detect_language(text, code):
     assert detect_language(text) == code
 

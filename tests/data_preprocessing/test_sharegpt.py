@@ -67,8 +67,7 @@ def test_div_and_span_opening_tags_are_removed_keeping_their_text():
 
 def test_code_block_without_language_keeps_code_and_indentation():
     html = (
-        "<pre><div><div><button>Copy code</button></div><div><code>"
-        "if x:\n    y()\n</code></div></div></pre>"
+        "<pre><div><div><button>Copy code</button></div><div><code>if x:\n    y()\n</code></div></div></pre>"
     )
     assert html_to_markdown(html) == "```\nif x:\n    y()\n```"
 

@@ -84,3 +84,11 @@ def test_chatml_segments_equal_whole_string_on_qwen(qwen2_tokenizer: Any) -> Non
         segments = render(get_template("chatml"), conv, special=encoder.special)
         whole = qwen2_tokenizer("".join(s.text for s in segments), add_special_tokens=False)["input_ids"]
         assert encoder.encode(segments).input_ids == whole
+
+
+@pytest.mark.parametrize("fixture", ["tiny_tokenizer", "llama_sp_tokenizer", "qwen2_tokenizer"])
+def test_count_texts_equals_encoded_lengths(fixture: str, request: pytest.FixtureRequest) -> None:
+    encoder = SegmentEncoder(request.getfixturevalue(fixture))
+    rng = random.Random(fixture)
+    texts = [random_conversation(rng).messages[0].content for _ in range(50)] + ["", " ", "</s>x<s>"]
+    assert encoder.count_texts(texts) == [len(ids) for ids in encoder.encode_texts(texts)]

@@ -1,0 +1,37 @@
+# The two commands of a fresh machine: `make demo` and `make test`.
+# Each builds .venv from nothing (torch pinned and installed first: an unpinned torch
+# would pull gigabytes of CUDA) and then runs.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint bench clean
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	PATH="$(abspath $(BIN)):$$PATH" bash scripts/demo.sh
+
+lint: install
+	$(BIN)/ruff check .
+
+test: install lint
+	$(BIN)/python tools/real_tokenizers.py
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python tools/real_tokenizers.py
+	$(BIN)/python bench/merge_split.py
+
+clean:
+	rm -rf $(VENV) .cache demo_run
