@@ -94,18 +94,20 @@ def convert_alpaca(path: Path, tally: Tally) -> list[dict[str, Any]]:
 def convert_kagent(path: Path, tally: Tally, sources: Sequence[str] | None) -> list[dict[str, Any]]:
     if not path.is_file():
         raise DataError(path, "file not found; run download_datasets first")
-    out = []
+
+    def selected(index: int, record: Any) -> bool:
+        source = record.get("source") if isinstance(record, dict) else None
+        if sources and isinstance(source, str) and source not in sources:
+            tally.drop("source-not-selected", f"record {index} ({source})")
+            return False
+        return True
+
     produced = (
         (f"record {i}", lambda r=r, i=i: kagent.convert_record(r, i))
         for i, r in enumerate(iter_json_array(path))
+        if selected(i, r)
     )
-    for record in _admit(produced, tally):
-        if sources and record["source"] not in sources:
-            tally.kept -= 1
-            tally.drop(f"source-{record['source']}")
-            continue
-        out.append(record)
-    return out
+    return list(_admit(produced, tally))
 
 
 def convert_sharegpt(

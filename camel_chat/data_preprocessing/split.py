@@ -33,12 +33,16 @@ class Prepared:
 
 def pairs_of(record: dict[str, Any]) -> tuple[str | None, list[dict[str, Any]]]:
     """The system prompt and the turns cut to whole human/gpt pairs; raises on a bad turn."""
+    if not isinstance(record, dict):
+        raise ConversationError("malformed-record", f"expected a JSON object, got {type(record).__name__}")
     turns = record.get("conversations")
     if not isinstance(turns, list):
         raise ConversationError("missing-field", "'conversations' must be a list")
     system = None
     if turns and isinstance(turns[0], dict) and turns[0].get("from") == "system":
         system, turns = turns[0].get("value"), turns[1:]
+        if not isinstance(system, str):
+            raise ConversationError("missing-field", "the system turn needs a string 'value'", 0)
     turns = turns[: len(turns) // 2 * 2]  # a trailing unanswered turn has nothing to learn from
     if not turns:
         raise ConversationError("too-short", "no complete human/gpt pair")
@@ -58,11 +62,12 @@ def pairs_of(record: dict[str, Any]) -> tuple[str | None, list[dict[str, Any]]]:
 def prepare_all(records: Sequence[dict[str, Any]], model: LengthModel, tally: Tally) -> list[Prepared]:
     """Validate every record and cost its pairs with one batched tokenization."""
     valid: list[tuple[dict[str, Any], str | None, list[dict[str, Any]]]] = []
-    for record in records:
+    for index, record in enumerate(records):
         try:
             system, turns = pairs_of(record)
         except ConversationError as exc:
-            tally.drop(exc.rule, f"{record.get('id', '?')}: {exc.detail}" if isinstance(record, dict) else "")
+            name = record.get("id") if isinstance(record, dict) else None
+            tally.drop(exc.rule, f"{name if name else f'record {index}'}: {exc.detail}")
             continue
         valid.append((record, system, turns))
     # Every turn in its inner form; the user turns also in the form they take when they

@@ -138,3 +138,21 @@ def test_convert_bad_inputs_are_counted_or_reported(tmp_path: Path, capsys: Any)
     assert "sharegpt: FAILED" in out and "sg_90k_part2.json" in out
     assert [r["id"] for r in load(tmp_path / "math_conv.json")] == ["math/ok"]
     assert not (tmp_path / "sharegpt_conv.json").exists()
+
+
+def test_kagent_sources_filter_counts_what_it_leaves_out(
+    converted: Path, tmp_path: Path, capsys: Any
+) -> None:
+    shutil.copy(converted / "kwaiagent_train_data.json", tmp_path)
+    args = [
+        "--download_directory",
+        str(tmp_path),
+        "--datasets",
+        "kagent",
+        "--kagent-sources",
+        "react",
+        "profile",
+    ]
+    assert convert.main(args) == 0
+    assert {r["source"] for r in load(tmp_path / "kagent_conv.json")} == {"react", "profile"}
+    assert "source-not-selected" in capsys.readouterr().out

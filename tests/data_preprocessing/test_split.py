@@ -155,3 +155,10 @@ def test_merge_is_deterministic_and_keeps_extra_keys(model: LengthModel) -> None
     r0 = [p for p in a if p["id"].startswith("r0_")]
     assert r0 and all(p["source"] == "react" for p in r0)
     assert all("source" not in p for p in a if not p["id"].startswith("r0_"))
+
+
+def test_non_object_record_is_dropped_not_crashing(model: LengthModel) -> None:
+    tally = Tally("t")
+    assert prepare_all(["just a string", {"conversations": "x"}], model, tally) == []  # type: ignore[list-item]
+    assert tally.dropped == {"malformed-record": 1, "missing-field": 1}
+    assert tally.examples["malformed-record"] == ["record 0: expected a JSON object, got str"]
