@@ -10,10 +10,11 @@ whether it is the first message, never on its neighbours: that is what lets `mer
 compute a piece's exact token length as a sum over messages.
 
     >>> from camel_chat.conversation import Conversation
+    >>> from camel_chat.templates.template import get_template
     >>> t = get_template("vicuna_v1.1")
     >>> c = Conversation.of(("user", "Hello!"), ("assistant", "Hi!"), ("user", "How are you?"), system="S")
     >>> render_text(t, c, add_generation_prompt=True)
-    'S USER: Hello! ASSISTANT: Hi!</s>USER: How are you? ASSISTANT:'
+    '<s>S USER: Hello! ASSISTANT: Hi!</s>USER: How are you? ASSISTANT:'
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from camel_chat.conversation import Conversation, Message, Role, validate
-from camel_chat.templates.template import SYSTEM, SpecialTokens, Template, get_template
+from camel_chat.templates.template import SYSTEM, SpecialTokens, Template
 
-__all__ = ["Segment", "generation_prompt", "get_template", "message_segments", "preamble", "render"]
+__all__ = ["Segment", "generation_prompt", "message_segments", "preamble", "render", "render_text"]
 
 _DEFAULT_SPECIAL = SpecialTokens()
 

@@ -126,3 +126,12 @@ def test_render_validates_role_order_naming_the_index() -> None:
         render(t, Conversation.of(("user", "a")))
     with pytest.raises(ConversationError, match="must-end-with-user"):
         render(t, Conversation.of(("user", "a"), ("assistant", "b")), add_generation_prompt=True)
+
+
+def test_module_docstring_example_holds() -> None:
+    import doctest
+
+    import camel_chat.templates.render as render_module
+
+    result = doctest.testmod(render_module)
+    assert result.attempted >= 3 and result.failed == 0
