@@ -130,8 +130,9 @@ def test_render_validates_role_order_naming_the_index() -> None:
 
 def test_module_docstring_example_holds() -> None:
     import doctest
+    import importlib
 
-    import camel_chat.templates.render as render_module
-
+    # importlib: the package re-exports a function named `render`, which shadows the module.
+    render_module = importlib.import_module("camel_chat.templates.render")
     result = doctest.testmod(render_module)
     assert result.attempted >= 3 and result.failed == 0
