@@ -56,6 +56,10 @@ def _atomic_write(path: Path, write: Any) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             write(handle)
+        # mkstemp creates 0600; give the file the mode a plain open() would have.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

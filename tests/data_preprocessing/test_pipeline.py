@@ -156,3 +156,14 @@ def test_kagent_sources_filter_counts_what_it_leaves_out(
     assert convert.main(args) == 0
     assert {r["source"] for r in load(tmp_path / "kagent_conv.json")} == {"react", "profile"}
     assert "source-not-selected" in capsys.readouterr().out
+
+
+def test_written_files_get_the_usual_mode(tmp_path: Path) -> None:
+    import os
+
+    from camel_chat.data_preprocessing.jsonfile import write_json
+
+    write_json(tmp_path / "x.json", [1])
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "x.json").stat().st_mode & 0o777 == 0o666 & ~umask
