@@ -4,6 +4,8 @@
     camel-chat convert    ≡ python -m camel_chat.data_preprocessing.convert_datasets_to_conversation_format
     camel-chat merge      ≡ python merge.py
     camel-chat tiny       ≡ python -m camel_chat.model.tiny
+    camel-chat train      ≡ python -m camel_chat.train.train          (train-qlora likewise)
+    camel-chat apply-lora ≡ python -m camel_chat.model.apply_lora
 
 Commands are imported only when called, so `camel-chat --help` stays fast.
 """
@@ -22,6 +24,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "merge": ("camel_chat.data_preprocessing.merge", "merge and split conversations to the token budget"),
     "tiny": ("camel_chat.model.tiny", "build a tiny local tokenizer and random model"),
+    "train": ("camel_chat.train.train", "full fine-tuning on the Trainer (also under torchrun)"),
+    "train-qlora": ("camel_chat.train.train_qlora", "LoRA / QLoRA fine-tuning (also under torchrun)"),
+    "apply-lora": ("camel_chat.model.apply_lora", "merge a LoRA adapter into its base model"),
 }
 
 

@@ -284,21 +284,16 @@ def no_model_load(monkeypatch: pytest.MonkeyPatch) -> None:
         ),
         (("--eval_ratio", "0", "--eval_strategy", "steps"), r"--eval_strategy steps needs evaluation data"),
         (("--attn_implementation", "flash_attention_2"), r"--attn_implementation flash_attention_2"),
-        (("--report_to", "tensorboard"), None),
     ],
 )
 def test_bad_flags_are_refused_before_any_model_loads(
     extra: tuple[str, ...],
-    message: str | None,
+    message: str,
     tiny_llama_dir: Path,
     data_file: Path,
     tmp_path: Path,
     no_model_load: None,
 ) -> None:
-    if message is None:  # --report_to tensorboard: refused only where tensorboard is missing
-        if importlib.util.find_spec("tensorboard") is not None:
-            pytest.skip("tensorboard is installed")
-        message = r"--report_to tensorboard: install tensorboard"
     with pytest.raises(CamelChatError, match=message):
         _train(tiny_llama_dir, data_file, tmp_path / "out", *extra)
 
@@ -395,3 +390,28 @@ def test_throughput_is_counted_from_training_batches_only(tiny_llama_dir: Path) 
     assert logs["tokens_per_second"] / logs["trained_tokens_per_second"] == pytest.approx(5 / 3, rel=1e-9)
     assert logs["mfu"] > 0 and state.log_history[-1]["mfu"] == logs["mfu"]
     assert callback.counts.sum() == 0  # each log covers the steps since the previous one
+
+
+def test_report_to_tensorboard_writes_event_files(
+    tiny_llama_dir: Path, data_file: Path, tmp_path: Path
+) -> None:
+    _train(tiny_llama_dir, data_file, tmp_path / "tb", "--report_to", "tensorboard")
+    events = list(tmp_path.rglob("events.out.tfevents.*"))
+    assert events and all(e.stat().st_size > 0 for e in events)
+
+
+def test_report_to_tensorboard_without_tensorboard_is_named(
+    tiny_llama_dir: Path,
+    data_file: Path,
+    tmp_path: Path,
+    no_model_load: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "tensorboard" else real_find_spec(name, *a),
+    )
+    with pytest.raises(CamelChatError, match=r"--report_to tensorboard: install tensorboard"):
+        _train(tiny_llama_dir, data_file, tmp_path / "out", "--report_to", "tensorboard")
