@@ -4,6 +4,7 @@
     python bench/train_packing.py --pieces 20000 --rounds 30   # more data and steps: steadier figures
     python bench/train_packing.py --hidden-size 512            # a wider, less attention-bound model
     python bench/train_packing.py --attn eager --batch-rows 2 --max-length 1024
+    python bench/train_packing.py --packed-attn mask           # packed rows with the dense block mask
 
 One run, one model (the tiny random LLaMA of camel_chat.model.tiny, float32, use_cache=False,
 AdamW), one data set. The data follows the seed's mix: 229K CAMEL, 100K ShareGPT and 52K
@@ -14,10 +15,13 @@ single-turn science Q&A; multi-turn ShareGPT; short Alpaca), split to --max-leng
 real splitter (merge.py's), drawn in the 229 : 100 : 52 proportions, and tokenized with the real
 training path (tokenize_conversations, template vicuna_v1.1). Then, interleaved step by step,
 full training steps (collate + forward + backward + optimizer) on rows of --max-length:
-  packed:       PackedDataset rows + PackedCollator (block-diagonal mask): what --packing does;
-  padding (a):  one sample per row padded to --max-length: the seed's approach;
+  packed:       PackedDataset rows + PackedCollator with the attention --packing trains with
+                (camel_chat.train.varlen_attention.packing_attn_implementation: varlen_sdpa for
+                --attn sdpa/eager, position ids only, per-sample causal sdpa); --packed-attn mask
+                gives the earlier path instead (--attn with the (B, 1, L, L) block-diagonal mask);
+  padding (a):  one sample per row padded to --max-length: the seed's approach (--attn);
   ceiling (b):  the same samples' tokens cut into rows made entirely of real tokens, plain
-                causal attention (no mask, no position restarts): the most this model can do.
+                causal attention (no mask, no position restarts; --attn): the most this model can do.
 It prints useful (real, non-pad) tokens/s of each, the ratios packed/(b) and packed/(a) (over
 all steps; the median of the per-round ratios and the ratio of the best steps, both of which
 resist other load on a shared machine), and the share of real tokens per batch.
@@ -47,7 +51,8 @@ from camel_chat.model.tiny import build_tiny_model, build_tiny_tokenizer
 from camel_chat.templates import IGNORE_INDEX, Encoded, SegmentEncoder, get_template
 from camel_chat.templates.length import LengthModel
 from camel_chat.train.dataset import SupervisedDataset, TokenizeTally, tokenize_conversations
-from camel_chat.train.packing import PackedCollator, PackedDataset, PaddingCollator
+from camel_chat.train.packing import PackedCollator, PackedDataset, PaddingCollator, uses_varlen_attention
+from camel_chat.train.varlen_attention import packing_attn_implementation, register_varlen_sdpa
 
 TEMPLATE = "vicuna_v1.1"
 MIX = {"CAMEL": 229, "ShareGPT": 100, "Alpaca": 52}  # thousands of samples after splitting (spec §1.6)
@@ -196,8 +201,9 @@ def ceiling_collate(features: Sequence[dict[str, list[int]]]) -> dict[str, torch
 class Mode:
     """One way of batching, its batches, and what it has done so far."""
 
-    def __init__(self, name: str, batches: list, collate: Callable, pad_id: int) -> None:
+    def __init__(self, name: str, batches: list, collate: Callable, pad_id: int, attn: str, how: str) -> None:
         self.name, self.batches, self.collate, self.pad_id = name, batches, collate, pad_id
+        self.attn, self.how = attn, how  # the attention implementation, and what it is given
         self.next = 0
         self.seconds = 0.0
         self.steps = self.positions = self.real = self.trained = 0
@@ -214,6 +220,8 @@ class Mode:
     def step(self, model: Any, optimizer: Any, timed: bool) -> None:
         features = self.batches[self.next % len(self.batches)]
         self.next += 1
+        if model.config._attn_implementation != self.attn:
+            model.set_attn_implementation(self.attn)  # untimed: the modes share one model
         start = time.perf_counter()
         batch = self.collate(features)
         model(**batch).loss.backward()
@@ -243,11 +251,13 @@ def build_model(args: argparse.Namespace, tokenizer: Any) -> Any:
         torch.manual_seed(args.seed)
         model = LlamaForCausalLM(config)
     model.config.use_cache = False
-    model.set_attn_implementation(args.attn)
     return model.train()
 
 
 def report(modes: list[Mode], args: argparse.Namespace) -> None:
+    print("\nattention:")
+    for m in modes:
+        print(f"  {m.name:<12} {m.attn} ({m.how})")
     print(
         f"\n{'mode':<12} {'steps':>5} {'s/step':>7} {'positions/s':>12} {'useful tok/s':>13} "
         f"{'real %':>7} {'trained tok/s':>14}"
@@ -286,7 +296,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-rows", type=int, default=4, help="rows per step (per-device batch size, 4)")
     parser.add_argument("--steps", type=int, default=1, help="timed steps per mode per round (1)")
     parser.add_argument("--rounds", type=int, default=12, help="rounds; modes take turns in each (12)")
-    parser.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"], help="attention implementation")
+    parser.add_argument(
+        "--attn", default="sdpa", choices=["sdpa", "eager"], help="attention implementation (sdpa)"
+    )
+    parser.add_argument(
+        "--packed-attn",
+        default="auto",
+        choices=["auto", "mask"],
+        help="packed mode: auto = what --packing trains with (varlen_sdpa); mask = --attn + block mask",
+    )
     parser.add_argument(
         "--hidden-size", type=int, default=0, help="override the tiny model's hidden size (64)"
     )
@@ -306,23 +324,44 @@ def main(argv: Sequence[str] | None = None) -> None:
     rng = random.Random(args.seed)
     model = build_model(args, tokenizer)
     params = sum(p.numel() for p in model.parameters())
+    packed_attn = packing_attn_implementation(args.attn) if args.packed_attn == "auto" else args.attn
+    register_varlen_sdpa()  # as camel_chat.train.run does before building the model
     print(
         f"model: tiny LLaMA, {params:,} parameters, hidden {model.config.hidden_size}, "
-        f"{model.config.num_hidden_layers} layers, float32, attn {args.attn}, use_cache=False; "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+        f"{model.config.num_hidden_layers} layers, float32, attn {args.attn} (packed: {packed_attn}), "
+        f"use_cache=False; torch {torch.__version__}, {torch.get_num_threads()} threads"
     )
     pad = tokenizer.pad_token_id
+    packed_how = (
+        "position ids only, attention per sample"
+        if uses_varlen_attention(packed_attn)
+        else "position ids + (B, 1, L, L) block-diagonal mask"
+    )
     modes = [
         Mode(
-            "packed", packed_batches(samples, args, rng), PackedCollator(pad, args.attn, torch.float32), pad
+            "packed",
+            packed_batches(samples, args, rng),
+            PackedCollator(pad, packed_attn, torch.float32),
+            pad,
+            packed_attn,
+            packed_how,
         ),
         Mode(
             "padding (a)",
             padded_batches(samples, args, rng),
             PaddingCollator(pad, pad_to_length=args.max_length),
             pad,
+            args.attn,
+            "2-D padding mask",
         ),
-        Mode("ceiling (b)", ceiling_batches(samples, args, rng), ceiling_collate, pad),
+        Mode(
+            "ceiling (b)",
+            ceiling_batches(samples, args, rng),
+            ceiling_collate,
+            pad,
+            args.attn,
+            "plain causal, no mask",
+        ),
     ]
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     for mode in modes:  # warm-up: first-call allocations and kernel selection

@@ -2,18 +2,22 @@
 
     rows = pack(samples, max_length=2048)              # best-fit-decreasing bins of sample indices
     dataset = PackedDataset(samples, 2048)              # item: input_ids, labels, position_ids
-    collator = PackedCollator(tokenizer.pad_token_id, attn_implementation="sdpa", dtype=torch.bfloat16)
+    collator = PackedCollator(tokenizer.pad_token_id, attn_implementation="varlen_sdpa")
     # unpacked: SupervisedDataset(samples) + PaddingCollator(tokenizer.pad_token_id)
 
 A packed row holds whole samples back to back; `position_ids` restart at 0 for each sample.
 Attention must stay inside each sample:
   * `flash_attention_2` (and other flash kernels): the collator passes `position_ids` only and
     transformers runs varlen flash-attention over the sequences they delimit;
+  * `varlen_sdpa` (camel_chat.train.varlen_attention; what `--packing` trains with where it
+    would otherwise use sdpa or eager): likewise `position_ids` only; the attention function
+    cuts the rows at the sample starts and runs causal sdpa per sample, with no L×L mask;
   * any other implementation (sdpa, eager, on CPU or GPU): the collator also passes an explicit
     4-D additive block-diagonal causal `attention_mask` of shape (B, 1, L, L) in the model
     dtype. transformers returns a 4-D mask as-is, and unlike position ids alone it isolates the
     samples even when the model's KV cache is on (transformers 5.23 then ignores the packed
-    layout and lets a sample attend to the one before it, silently).
+    layout and lets a sample attend to the one before it, silently). Correct, but sdpa then
+    computes all L×L scores of each row.
 Each sample's first label is set to -100 in a packed row: unpacked, that label is never used
 (nothing predicts the first token); packed, the previous sample's last token would predict it.
 With that, the mean loss over trained tokens is the same packed or not (tests/train/test_packing.py).
@@ -29,6 +33,7 @@ from torch.utils.data import Dataset
 
 from camel_chat.errors import CamelChatError
 from camel_chat.templates import IGNORE_INDEX, Encoded
+from camel_chat.train.varlen_attention import VARLEN_SDPA
 
 Features = Sequence[Mapping[str, Sequence[int]]]
 
@@ -145,8 +150,11 @@ class PaddingCollator:
 
 
 def uses_varlen_attention(attn_implementation: str | None) -> bool:
-    """True for flash-attention kernels, which take packed sequences from position_ids."""
-    return attn_implementation is not None and "flash" in attn_implementation
+    """True for flash-attention kernels and for varlen sdpa (camel_chat.train.varlen_attention),
+    which take packed sequences from position_ids and need no mask."""
+    if attn_implementation is None:
+        return False
+    return "flash" in attn_implementation or attn_implementation == VARLEN_SDPA
 
 
 def block_causal_mask(position_ids: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -162,8 +170,9 @@ def block_causal_mask(position_ids: torch.Tensor, dtype: torch.dtype = torch.flo
 
 
 class PackedCollator:
-    """Batches packed rows: input_ids, labels, position_ids, and for non-flash attention the
-    block-diagonal causal `attention_mask` (see the module docstring). Rows are right-padded to
+    """Batches packed rows: input_ids, labels, position_ids, and, unless the attention is
+    varlen (flash kernels or varlen_sdpa), the block-diagonal causal `attention_mask` (see the
+    module docstring). Rows are right-padded to
     the longest; the padding is a sample of its own (position ids from 0) with labels -100.
 
     `dtype` is the mask's: the model's dtype, or float32, which sdpa (torch 2.13) and eager

@@ -108,12 +108,13 @@ def prepare_data(config: TrainConfig, tokenizer: Any) -> Data:
             "give --eval_data_path or a non-zero --eval_ratio"
         )
     if data.packing:
-        length = training.model_max_length
-        # An fp32 block mask suits every model dtype: sdpa accepts a float mask with half-precision
-        # queries, while a half-precision mask with fp32 queries is an error.
-        collator = PackedCollator(
-            tokenizer.pad_token_id, attn_implementation=_attn(config), dtype=torch.float32
-        )
+        length, attn = training.model_max_length, _attn(config)
+        if training.process_index == 0:
+            print(f"--packing: attention {attn} (samples attend only to themselves)")
+        # Varlen attention (varlen_sdpa, flash) gets position ids only; any other gets a block
+        # mask, in fp32, which suits every model dtype: sdpa accepts a float mask with
+        # half-precision queries, while a half-precision mask with fp32 queries is an error.
+        collator = PackedCollator(tokenizer.pad_token_id, attn_implementation=attn, dtype=torch.float32)
         return Data(PackedDataset(train, length), PackedDataset(evals, length) if evals else None, collator)
     eval_set = SupervisedDataset(evals) if evals else None
     return Data(SupervisedDataset(train), eval_set, PaddingCollator(tokenizer.pad_token_id))
@@ -124,15 +125,18 @@ def prepare_data(config: TrainConfig, tokenizer: Any) -> Data:
 
 def _attn(config: TrainConfig) -> str:
     """--attn_implementation, else flash-attention where installed on a GPU and training in half
-    precision (flash kernels take only fp16/bf16 activations), else sdpa."""
+    precision (flash kernels take only fp16/bf16 activations), else sdpa. With --packing, sdpa
+    and eager become varlen sdpa (camel_chat.train.varlen_attention): attention per sample
+    without the L×L block mask; flash-attention (already varlen) and others are kept."""
     from camel_chat.model.loader import default_attn_implementation
+    from camel_chat.train.varlen_attention import packing_attn_implementation
 
-    if config.model.attn_implementation:
-        return config.model.attn_implementation
-    default = default_attn_implementation()
-    if default == "flash_attention_2" and not (config.training.bf16 or config.training.fp16):
-        return "sdpa"
-    return default
+    attn = config.model.attn_implementation
+    if not attn:
+        attn = default_attn_implementation()
+        if attn == "flash_attention_2" and not (config.training.bf16 or config.training.fp16):
+            attn = "sdpa"
+    return packing_attn_implementation(attn) if config.data.packing else attn
 
 
 def _half_dtype(training: Any, fp16: str) -> str:
@@ -156,10 +160,14 @@ def build_model(config: TrainConfig, tokenizer: Any) -> Any:
     """The model to train: full weights in fp32 (mixed precision comes from --bf16/--fp16), or
     a frozen (optionally 4/8-bit) base with LoRA adapters."""
     from camel_chat.model.loader import load_model
+    from camel_chat.train.varlen_attention import VARLEN_SDPA, register_varlen_sdpa
 
     model_args, training, lora = config.model, config.training, config.lora
+    attn = _attn(config)
+    if attn == VARLEN_SDPA:
+        register_varlen_sdpa()  # with transformers' AttentionInterface, before the model is built
     common = {
-        "attn_implementation": _attn(config),
+        "attn_implementation": attn,
         "trust_remote_code": model_args.trust_remote_code,
         "for_training": True,
         "tokenizer": tokenizer,
