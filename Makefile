@@ -26,6 +26,9 @@ lint: install
 	$(BIN)/ruff check .
 
 test: install lint
+	@# shellcheck for the launcher tests (they skip, saying why, where it cannot be installed)
+	@command -v shellcheck >/dev/null || (apt-get update -qq && apt-get install -y -qq shellcheck) >/dev/null 2>&1 \
+		|| echo "shellcheck not installed: tests/scripts will skip its check" >&2
 	$(BIN)/python tools/real_tokenizers.py
 	$(BIN)/python -m pytest -q
 

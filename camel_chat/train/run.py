@@ -355,12 +355,16 @@ def _metadata(config: TrainConfig, model: Any) -> dict[str, Any]:
 def save_final(trainer: Trainer, config: TrainConfig, tokenizer: Any) -> Path:
     """Write the final checkpoint into --output_dir (sharded weights gathered by the Trainer)."""
     from camel_chat.model.checkpoint import save_pretrained_with_template, write_template_files
+    from camel_chat.train.consolidate import consolidate_final_save
 
     out = Path(config.training.output_dir)
     model = trainer.accelerator.unwrap_model(trainer.model)
     extra = _metadata(config, model)
     if trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled:
         trainer.save_model(str(out))  # gathers the shards; writes on the main process only
+        # FSDP SHARDED_STATE_DICT (and ZeRO-3 without 16-bit gathering) leave no weights behind:
+        # each rank writes its shard and rank 0 turns them into model.safetensors.
+        consolidate_final_save(trainer, out)
         if trainer.is_world_process_zero():
             write_template_files(out, tokenizer, config.model.template, model=model, extra=extra)
     elif trainer.is_world_process_zero():
