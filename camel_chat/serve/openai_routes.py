@@ -1,0 +1,358 @@
+"""The OpenAI endpoints: `/v1/models`, `/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`.
+
+Each handler parses its body leniently (protocol.py), takes admission slots (429 above
+`--max-queue`), routes through `Backend` (cached controller, pooled workers) and answers in the
+OpenAI shape (openai_stream.py). Chat requests go to the worker as `messages`, so the worker
+renders them with its own template and reports exact usage; completions send the raw prompt.
+Streams are `ManagedStreamingResponse`s: whatever ends them (done, error, client gone), their
+worker connections are closed and their admission slots released exactly once. Non-streaming
+requests are cancelled too when the client disconnects.
+
+`router` is mounted by `openai_api_server.make_app`; the app state it needs is `backend`,
+`admission`, `settings` and `metrics`.
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import base64
+import json
+import sys
+import time
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from camel_chat.serve.errors import BadRequest, NotFound, ServeError
+from camel_chat.serve.openai_backend import Admission, Backend
+from camel_chat.serve.openai_stream import (
+    Choice,
+    StreamShape,
+    chat_events,
+    chat_response,
+    close_all,
+    collect,
+    completion_events,
+    completion_response,
+)
+from camel_chat.serve.protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    GenerateRequest,
+    WorkerMessage,
+)
+
+T = TypeVar("T")
+router = APIRouter()
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+class ManagedStreamingResponse(StreamingResponse):
+    """A StreamingResponse that always runs `on_close` once it is over, however it ends.
+
+    Starlette does not close a body iterator it stopped early (client disconnect), so the
+    cleanup (close worker streams, release slots) cannot live in the generator alone.
+    """
+
+    def __init__(self, content: AsyncIterator[bytes], on_close: Callable[[], Awaitable[None]], **kw: Any):
+        super().__init__(content, **kw)
+        self._on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._on_close()
+
+
+async def read_json(request: Request) -> dict[str, Any]:
+    """The body as a JSON object (any content type: some clients send JSON as form data)."""
+    raw = await request.body()
+    try:
+        data = json.loads(raw or b"null")
+    except ValueError as exc:
+        raise BadRequest("the request body is not valid JSON") from exc
+    if not isinstance(data, dict):
+        raise BadRequest("the request body must be a JSON object")
+    return data
+
+
+class ClientGone(Exception):
+    """The client disconnected before a non-streaming answer was ready."""
+
+
+CLIENT_CLOSED = 499  # nginx's "client closed request"; nobody reads it, metrics count it
+
+
+async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
+    """Await `work`, cancelling it if the client disconnects first (the worker then stops too)."""
+
+    async def disconnected() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+    if task.cancelled():
+        raise ClientGone()
+    return task.result()
+
+
+def _state(request: Request) -> tuple[Backend, Admission, Any]:
+    state = request.app.state
+    return state.backend, state.admission, state.settings
+
+
+def _sampling(req: ChatCompletionRequest | CompletionRequest, max_new_tokens: int) -> dict[str, Any]:
+    return {
+        "temperature": req.temperature,
+        "top_p": req.top_p,
+        "top_k": req.top_k,
+        "repetition_penalty": req.repetition_penalty,
+        "presence_penalty": req.presence_penalty,
+        "frequency_penalty": req.frequency_penalty,
+        "max_new_tokens": max_new_tokens,
+        "stop": req.stop_list() or None,
+    }
+
+
+def _worker_payload(fields: dict[str, Any], seed: int | None, index: int) -> dict[str, Any]:
+    # Choices of one request must differ even with a seed: choice i samples with seed + i.
+    choice_seed = None if seed is None else seed + index
+    return GenerateRequest(**fields, seed=choice_seed, n=1).model_dump(exclude_none=True)
+
+
+async def _open_choices(
+    backend: Backend, requested: str, payloads: list[tuple[int, dict[str, Any]]]
+) -> tuple[str, list[Choice]]:
+    """Start every choice's worker stream concurrently; on any failure close the others."""
+    results = await asyncio.gather(
+        *(backend.open_stream(requested, payload) for _, payload in payloads), return_exceptions=True
+    )
+    choices = [
+        Choice(index=i, stream=r[1], prompt_index=prompt_index)
+        for i, ((prompt_index, _), r) in enumerate(zip(payloads, results, strict=True))
+        if not isinstance(r, BaseException)
+    ]
+    errors = [r for r in results if isinstance(r, BaseException)]
+    if errors:
+        await close_all(choices)
+        raise errors[0]
+    model = next(r[0] for r in results if not isinstance(r, BaseException))
+    return model, choices
+
+
+async def _max_new_tokens(backend: Backend, requested: str, asked: int | None) -> int:
+    """An explicit limit, else the model's context length (the worker caps it at context − prompt)."""
+    if asked is not None:
+        return asked
+    model, address = await backend.route(requested)
+    return await backend.context_length(model, address) or GenerateRequest().max_new_tokens
+
+
+async def _generate(
+    request: Request,
+    requested: str,
+    payloads: list[tuple[int, dict[str, Any]]],
+    stream: bool,
+    respond: Callable[[str, list[Choice]], dict[str, Any]],
+    events: Callable[[StreamShape, list[Choice]], AsyncGenerator[bytes, None]],
+    shape: Callable[[str], StreamShape],
+) -> Response:
+    """Admission, worker streams, then a JSON body or an SSE stream; slots released exactly once."""
+    backend, admission, _settings = _state(request)
+    metrics = request.app.state.metrics
+    slots = len(payloads)
+    admission.acquire(slots)
+    released = False
+
+    async def release(choices: list[Choice], usage: dict[str, int] | None) -> None:
+        nonlocal released
+        if released:
+            return
+        released = True
+        await close_all(choices)
+        admission.release(slots)
+        if usage:
+            metrics.add_tokens(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0))
+
+    choices: list[Choice] = []
+    try:
+        model, choices = await _open_choices(backend, requested, payloads)
+        if not stream:
+            try:
+                await until_disconnect(request, collect(choices))
+            except ClientGone:
+                await release(choices, None)
+                return Response(status_code=CLIENT_CLOSED)
+            body = respond(model, choices)
+            await release(choices, body["usage"])
+            return JSONResponse(body, headers={"x-request-id": body["id"]})
+    except BaseException:
+        await release(choices, None)
+        raise
+    stream_shape = shape(model)
+    body_iter = events(stream_shape, choices)
+    headers = {**SSE_HEADERS, "x-request-id": stream_shape.rid}
+
+    async def on_close() -> None:
+        await body_iter.aclose()
+        await release(choices, stream_shape.usage)
+
+    return ManagedStreamingResponse(body_iter, on_close, media_type="text/event-stream", headers=headers)
+
+
+def _rid(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+@router.post("/v1/chat/completions")
+async def chat_completions(request: Request) -> Response:
+    req = ChatCompletionRequest.model_validate(await read_json(request))
+    _backend, _admission, settings = _state(request)
+    if any(m.has_non_text_parts() for m in req.messages):
+        raise BadRequest("only text content parts are supported by this server", param="messages")
+    messages = [WorkerMessage(role=m.role, content=m.text()) for m in req.messages]
+    max_new = await _max_new_tokens(request.app.state.backend, req.model, req.requested_max_tokens())
+    top = (req.top_logprobs or 0) if req.logprobs else None
+    fields = {**_sampling(req, max_new), "prompt": "", "messages": messages, "echo": False, "logprobs": top}
+    payloads = [(0, _worker_payload(fields, req.seed, i)) for i in range(req.n)]
+    rid, created = _rid("chatcmpl"), int(time.time())
+    return await _generate(
+        request,
+        req.model,
+        payloads,
+        req.stream,
+        lambda model, choices: chat_response(rid, created, model, choices, top),
+        chat_events,
+        lambda model: StreamShape(
+            rid, created, model, req.include_usage(), settings.keepalive, logprobs_top=top
+        ),
+    )
+
+
+def _text_inputs(value: Any, what: str) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return list(value)
+    if isinstance(value, list) and not value:
+        raise BadRequest(f"`{what}` must not be empty", param=what)
+    raise BadRequest(f"`{what}` must be text: token-id input is not supported by this server", param=what)
+
+
+@router.post("/v1/completions")
+async def completions(request: Request) -> Response:
+    req = CompletionRequest.model_validate(await read_json(request))
+    _backend, _admission, settings = _state(request)
+    prompts = _text_inputs(req.prompt, "prompt")
+    max_new = await _max_new_tokens(request.app.state.backend, req.model, req.max_tokens)
+    payloads = []
+    for p, prompt in enumerate(prompts):
+        fields = {**_sampling(req, max_new), "prompt": prompt, "echo": req.echo, "logprobs": req.logprobs}
+        payloads += [(p, _worker_payload(fields, req.seed, i)) for i in range(req.n)]
+    wants_logprobs = req.logprobs is not None
+    rid, created = _rid("cmpl"), int(time.time())
+    return await _generate(
+        request,
+        req.model,
+        payloads,
+        req.stream,
+        lambda model, choices: completion_response(rid, created, model, choices, wants_logprobs),
+        completion_events,
+        lambda model: StreamShape(
+            rid, created, model, req.include_usage(), settings.keepalive, completion_logprobs=wants_logprobs
+        ),
+    )
+
+
+def _base64_floats(vector: list[float]) -> str:
+    packed = array.array("f", vector)  # OpenAI's base64 format: little-endian float32
+    if sys.byteorder != "little":
+        packed.byteswap()
+    return base64.b64encode(packed.tobytes()).decode()
+
+
+async def _embeddings(request: Request, path_model: str | None) -> Response:
+    req = EmbeddingRequest.model_validate(await read_json(request))
+    backend, admission, settings = _state(request)
+    requested = path_model or req.model
+    if not requested:
+        raise BadRequest("`model` is required", param="model")
+    texts = _text_inputs(req.input, "input")
+    admission.acquire(1)
+    try:
+        model, vectors, tokens = await until_disconnect(
+            request, backend.embed(requested, texts, settings.embedding_batch_size)
+        )
+    except ClientGone:
+        return Response(status_code=CLIENT_CLOSED)
+    finally:
+        admission.release(1)
+    if req.encoding_format == "base64":
+        vectors = [v if isinstance(v, str) else _base64_floats(v) for v in vectors]
+    request.app.state.metrics.add_tokens(prompt=tokens)
+    return JSONResponse(
+        {
+            "object": "list",
+            "data": [{"object": "embedding", "embedding": v, "index": i} for i, v in enumerate(vectors)],
+            "model": model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+    )
+
+
+@router.post("/v1/embeddings")
+async def embeddings(request: Request) -> Response:
+    return await _embeddings(request, None)
+
+
+@router.post("/v1/engines/{model_name}/embeddings")
+async def engine_embeddings(request: Request, model_name: str) -> Response:
+    return await _embeddings(request, model_name)
+
+
+def _card(name: str, created: int) -> dict[str, Any]:
+    return {
+        "id": name,
+        "object": "model",
+        "created": created,
+        "owned_by": "camel_chat",
+        "root": name,
+        "parent": None,
+    }
+
+
+@router.get("/v1/models")
+async def list_models(request: Request) -> Response:
+    backend, _admission, _settings = _state(request)
+    created = request.app.state.started
+    return JSONResponse({"object": "list", "data": [_card(m, created) for m in await backend.list_models()]})
+
+
+@router.get("/v1/models/{model_id:path}")
+async def get_model(request: Request, model_id: str) -> Response:
+    backend, _admission, _settings = _state(request)
+    names = await backend.list_models()
+    match = next((n for n in names if n == model_id), None) or next(
+        (n for n in names if n.casefold() == model_id.casefold()), None
+    )
+    if match is None:
+        raise NotFound(f"The model `{model_id}` does not exist", param="model")
+    return JSONResponse(_card(match, request.app.state.started))
+
+
+__all__ = ["ManagedStreamingResponse", "ServeError", "router"]

@@ -1,0 +1,225 @@
+"""Loopback end to end: controller, model_worker (a tiny vicuna_v1.1 checkpoint) and the OpenAI API
+server as real processes on free ports, driven by the official `openai` client: list, chat
+(plain and streamed with usage), completions, embeddings, errors, auth. Every process the test
+starts is stopped in a `finally` (terminate, wait, kill)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+pytestmark = pytest.mark.slow
+
+MODEL = "Tiny-Vicuna"
+API_KEY = "e2e-key"
+CONTEXT_LENGTH = 256
+START_TIMEOUT = 120.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Stack:
+    controller: str
+    worker: str
+    api: str
+    checkpoint: Path
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _wait_until(check: object, proc: subprocess.Popen[bytes], log: Path, what: str) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"{what} exited with {proc.returncode}:\n{_tail(log)}")
+        try:
+            if check():  # type: ignore[operator]
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"{what} not ready after {START_TIMEOUT:.0f}s:\n{_tail(log)}")
+
+
+def _healthy(url: str) -> bool:
+    return httpx.get(f"{url}/health", timeout=2, trust_env=False).status_code == 200
+
+
+def _registered(controller: str) -> bool:
+    answer = httpx.post(f"{controller}/list_models", timeout=2, trust_env=False)
+    return MODEL in answer.json().get("models", [])
+
+
+def write_checkpoint(out: Path) -> Path:
+    """A tiny random LLaMA carrying our vicuna_v1.1 template (metadata + Jinja chat_template)."""
+    from transformers import AutoTokenizer
+
+    from camel_chat.model.checkpoint import write_template_files
+    from camel_chat.model.tiny import save_tiny
+
+    save_tiny(out, arch="llama", max_length=CONTEXT_LENGTH)
+    write_template_files(out, AutoTokenizer.from_pretrained(out), "vicuna_v1.1")
+    return out
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    root = tmp_path_factory.mktemp("e2e")
+    checkpoint = write_checkpoint(root / "tiny-vicuna")
+    c_port, w_port, a_port = free_port(), free_port(), free_port()
+    controller = f"http://127.0.0.1:{c_port}"
+    worker = f"http://127.0.0.1:{w_port}"
+    api = f"http://127.0.0.1:{a_port}"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "NO_PROXY": "*"}
+    py = [sys.executable, "-m"]
+    commands = {
+        "controller": [*py, "camel_chat.serve.controller", "--host", "127.0.0.1", "--port", str(c_port)],
+        "worker": [
+            *py, "camel_chat.serve.model_worker", "--host", "127.0.0.1", "--port", str(w_port),
+            "--worker-address", worker, "--controller-address", controller,
+            "--model-path", str(checkpoint), "--model-names", MODEL, "--device", "cpu",
+        ],
+        "api": [
+            *py, "camel_chat.serve.openai_api_server", "--host", "127.0.0.1", "--port", str(a_port),
+            "--controller-address", controller, "--api-keys", API_KEY,
+        ],
+    }  # fmt: skip
+    procs: list[subprocess.Popen[bytes]] = []
+    logs: dict[str, Path] = {}
+    try:
+        for name, command in commands.items():
+            logs[name] = root / f"{name}.log"
+            with logs[name].open("wb") as log:
+                procs.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env))
+            if name == "controller":
+                _wait_until(lambda: _healthy(controller), procs[-1], logs[name], "controller")
+        _wait_until(lambda: _healthy(worker), procs[1], logs["worker"], "model_worker")
+        _wait_until(lambda: _registered(controller), procs[1], logs["worker"], "worker registration")
+        _wait_until(lambda: _healthy(api), procs[2], logs["api"], "openai_api_server")
+        yield Stack(controller, worker, api, checkpoint)
+    finally:
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=15)
+
+
+def test_official_client_end_to_end(stack: Stack) -> None:
+    client = openai.OpenAI(base_url=f"{stack.api}/v1", api_key=API_KEY, max_retries=0, timeout=60)
+
+    assert MODEL in [m.id for m in client.models.list().data]
+
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hello."}]
+    chat = client.chat.completions.create(model=MODEL.lower(), messages=messages, max_tokens=8, temperature=0)
+    choice = chat.choices[0]
+    assert chat.model == MODEL and chat.id.startswith("chatcmpl-")
+    assert isinstance(choice.message.content, str) and choice.message.role == "assistant"
+    assert choice.finish_reason in ("stop", "length")
+    assert chat.usage is not None and 1 <= chat.usage.completion_tokens <= 8
+    assert chat.usage.prompt_tokens == _vicuna_prompt_tokens(stack.checkpoint, messages)
+    assert chat.usage.total_tokens == chat.usage.prompt_tokens + chat.usage.completion_tokens
+
+    stream = client.chat.completions.create(
+        model=MODEL,
+        messages=messages,
+        max_tokens=8,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert streamed == choice.message.content  # greedy: the same text streamed or not
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == chat.usage.completion_tokens
+
+    # No max_tokens: up to the rest of the context (the worker's /model_details, then its own clamp).
+    unbounded = client.chat.completions.create(model=MODEL, messages=messages, temperature=0)
+    assert unbounded.usage is not None and unbounded.choices[0].finish_reason in ("stop", "length")
+    assert unbounded.usage.total_tokens <= CONTEXT_LENGTH
+
+    completion = client.completions.create(model=MODEL, prompt="Once upon a time", max_tokens=5, echo=True)
+    assert completion.choices[0].text.startswith("Once upon a time")
+    assert completion.usage is not None and 1 <= completion.usage.completion_tokens <= 5
+
+    embedded = client.embeddings.create(model=MODEL, input=["hello world", "camel"])
+    assert len(embedded.data) == 2 and len(embedded.data[0].embedding) > 0
+
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="no-such-model", messages=messages, max_tokens=2)
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model=MODEL, messages=messages, temperature=9)
+    wrong = openai.OpenAI(base_url=f"{stack.api}/v1", api_key="wrong-key", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        wrong.models.list()
+
+
+def test_kagentsys_style_completions_with_trailing_slash(stack: Stack) -> None:
+    body = {
+        "model": MODEL.lower(),
+        "prompt": "Plan the task.",
+        "temperature": 0.1,
+        "top_p": 0.75,
+        "top_k": 40,
+    }
+    answer = httpx.post(
+        f"{stack.api}/v1/completions/",
+        json={**body, "max_tokens": 4},
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        timeout=60,
+        trust_env=False,
+    )
+    assert answer.status_code == 200, answer.text
+    assert isinstance(answer.json()["choices"][0]["text"], str)
+
+
+def test_prompt_over_the_context_is_a_400_naming_the_limit(stack: Stack) -> None:
+    client = openai.OpenAI(base_url=f"{stack.api}/v1", api_key=API_KEY, max_retries=0, timeout=60)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.completions.create(model=MODEL, prompt="hello " * 5000, max_tokens=2)
+    assert "context length" in str(caught.value)
+
+
+def _vicuna_prompt_tokens(checkpoint: Path, messages: list[dict[str, str]]) -> int:
+    """The exact prompt length, rendered here with the same template and tokenizer."""
+    from transformers import AutoTokenizer
+
+    from camel_chat.conversation import Conversation, Message
+    from camel_chat.templates import SegmentEncoder, SpecialTokens, get_template, render
+
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    system = messages[0]["content"]
+    turns = tuple(Message(m["role"], m["content"]) for m in messages[1:])  # type: ignore[arg-type]
+    segments = render(
+        get_template("vicuna_v1.1"),
+        Conversation(turns, system),
+        add_generation_prompt=True,
+        special=SpecialTokens.of(tokenizer),
+    )
+    return len(SegmentEncoder(tokenizer).encode(segments).input_ids)
