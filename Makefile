@@ -35,6 +35,8 @@ test: install lint
 bench: install
 	$(BIN)/python tools/real_tokenizers.py
 	$(BIN)/python bench/merge_split.py
+	$(BIN)/python bench/train_packing.py
+	$(BIN)/python bench/serving.py
 
 clean:
 	rm -rf $(VENV) .cache demo_run

@@ -27,6 +27,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("camel_chat.train.train", "full fine-tuning on the Trainer (also under torchrun)"),
     "train-qlora": ("camel_chat.train.train_qlora", "LoRA / QLoRA fine-tuning (also under torchrun)"),
     "apply-lora": ("camel_chat.model.apply_lora", "merge a LoRA adapter into its base model"),
+    "consolidate": (
+        "camel_chat.train.consolidate",
+        "turn a sharded FSDP/DeepSpeed checkpoint into a standard one",
+    ),
+    "controller": ("camel_chat.serve.controller", "run the FastChat-protocol controller"),
+    "worker": ("camel_chat.serve.model_worker", "run a transformers model worker"),
+    "api": ("camel_chat.serve.openai_api_server", "run the OpenAI-compatible API server"),
 }
 
 
