@@ -17,8 +17,8 @@ import torch
 from sample_conversations import random_conversation
 
 from camel_chat.conversation import to_sharegpt
-from camel_chat.templates import IGNORE_INDEX, Encoded, get_template
-from camel_chat.train.dataset import SupervisedDataset, TokenizeTally, tokenize_conversations
+from camel_chat.templates import IGNORE_INDEX, Encoded
+from camel_chat.train.dataset import SupervisedDataset
 from camel_chat.train.packing import PackedCollator, PackedDataset, PaddingCollator, uses_varlen_attention
 from camel_chat.train.varlen_attention import VARLEN_SDPA, register_varlen_sdpa, sample_segments
 
@@ -30,23 +30,6 @@ PAD = 3  # the tiny tokenizer's <pad>
 @pytest.fixture(scope="module", autouse=True)
 def _registered() -> None:
     register_varlen_sdpa()
-
-
-@pytest.fixture(scope="module")
-def samples(tiny_tokenizer: Any) -> list[Encoded]:
-    rng = random.Random(0)
-    records = [to_sharegpt(random_conversation(rng)) for _ in range(14)]
-    tally = TokenizeTally("test")
-    out = tokenize_conversations(records, tiny_tokenizer, get_template("vicuna_v1.1"), 200, tally, False)
-    assert len(out) == 14
-    return out
-
-
-@pytest.fixture(scope="module")
-def models(tiny_tokenizer: Any) -> dict[str, Any]:
-    from camel_chat.model.tiny import build_tiny_model
-
-    return {arch: build_tiny_model(arch, tiny_tokenizer) for arch in ("llama", "qwen2")}
 
 
 def batches(samples: list[Encoded]) -> tuple[dict, dict, PackedDataset]:
