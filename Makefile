@@ -29,6 +29,9 @@ test: install lint
 	@# shellcheck for the launcher tests (they skip, saying why, where it cannot be installed)
 	@command -v shellcheck >/dev/null || (apt-get update -qq && apt-get install -y -qq shellcheck) >/dev/null 2>&1 \
 		|| echo "shellcheck not installed: tests/scripts will skip its check" >&2
+	@# Debian's chromium for the web UI browser test (Playwright drives it; no browser download)
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1 \
+		|| echo "chromium not installed: tests/serve/test_browser.py will skip" >&2
 	$(BIN)/python tools/real_tokenizers.py
 	$(BIN)/python -m pytest -q
 
