@@ -34,6 +34,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "controller": ("camel_chat.serve.controller", "run the FastChat-protocol controller"),
     "worker": ("camel_chat.serve.model_worker", "run a transformers model worker"),
     "api": ("camel_chat.serve.openai_api_server", "run the OpenAI-compatible API server"),
+    "chat": ("camel_chat.serve.cli", "chat in the terminal (a local model or any OpenAI endpoint)"),
+    "web": ("camel_chat.serve.gradio_web_server", "run the Gradio web UI"),
+    "test-message": ("camel_chat.serve.test_message", "send one message to a served model"),
 }
 
 

@@ -223,3 +223,35 @@ def _vicuna_prompt_tokens(checkpoint: Path, messages: list[dict[str, str]]) -> i
         special=SpecialTokens.of(tokenizer),
     )
     return len(SegmentEncoder(tokenizer).encode(segments).input_ids)
+
+
+def test_terminal_chat_in_api_mode_against_the_stack(stack: Stack) -> None:
+    """`cli --api-base`: one message on stdin gets a streamed reply; EOF ends the chat with 0."""
+    env = {**os.environ, "NO_PROXY": "*", "PYTHONUNBUFFERED": "1"}
+    command = [
+        sys.executable, "-m", "camel_chat.serve.cli", "--api-base", f"{stack.api}/v1", "--model", MODEL,
+        "--api-key", API_KEY, "--max-new-tokens", "8", "--temperature", "0", "--style", "simple",
+    ]  # fmt: skip
+    done = subprocess.run(command, input=b"Hello there\n", capture_output=True, env=env, timeout=120)
+    out = done.stdout.decode("utf-8", "replace")
+    assert done.returncode == 0, done.stderr.decode("utf-8", "replace")[-2000:]
+    assert "USER" in out.upper() and "ASSISTANT" in out.upper()
+    client = openai.OpenAI(base_url=f"{stack.api}/v1", api_key=API_KEY)
+    expected = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Hello there"}], max_tokens=8, temperature=0
+    )
+    reply = expected.choices[0].message.content or ""
+    visible = "".join(ch for ch in reply if ch.isprintable() or ch in "\n\t").strip()
+    assert visible[:5] in out  # the same greedy reply, streamed to the terminal
+
+
+def test_web_ui_openai_backend_against_the_stack(stack: Stack) -> None:
+    """The web UI's --api-base backend lists the model and streams a reply from our API server."""
+    from camel_chat.serve.web_chat import OpenAIBackend, add_text, bot_response
+
+    backend = OpenAIBackend(f"{stack.api}/v1", api_key=API_KEY)
+    assert MODEL in backend.list_models()
+    history, _ = add_text([], "Hello there")
+    snapshots = list(bot_response(backend, history, MODEL, max_new_tokens=8, temperature=0.0))
+    final = snapshots[-1][-1]["content"]
+    assert len(snapshots) >= 2 and final and "error_code" not in final
