@@ -1,0 +1,1 @@
+"""Evaluation of served models: KAgentBench inference and scoring (``kagentbench``)."""
