@@ -264,6 +264,25 @@ def _fastchat_conv(name: str | None, template: Any, special: Any) -> dict[str, A
     return conv
 
 
+class ChatFormatQueries:
+    """The Engine queries answered by the engine's `ChatFormat` alone (shared by every engine)."""
+
+    chat: ChatFormat
+
+    @property
+    def template_name(self) -> str | None:
+        return self.chat.template_name
+
+    def count_tokens(self, prompt: str) -> int:
+        return len(self.chat.encode_prompt(prompt))
+
+    def render_messages(self, messages: Sequence[Any]) -> list[int]:
+        return self.chat.render_messages(messages)
+
+    def conv_template(self) -> dict[str, Any]:
+        return self.chat.conv_template()
+
+
 @dataclass(frozen=True)
 class GenerationLimits:
     """A request's prompt length and the number of tokens it may generate."""

@@ -33,6 +33,7 @@ from typing import Any
 from camel_chat.serve.detokenize import IncrementalDecoder, StopStrings
 from camel_chat.serve.engine import (
     ChatFormat,
+    ChatFormatQueries,
     GenerationLimits,
     context_length_of,
     default_model_names,
@@ -55,7 +56,7 @@ def _set_threads(num_threads: int | None) -> None:
         torch.set_num_threads(num_threads)
 
 
-class TransformersEngine:
+class TransformersEngine(ChatFormatQueries):
     """A causal LM from `camel_chat.model.loader`, served with dynamic batching."""
 
     def __init__(
@@ -142,19 +143,6 @@ class TransformersEngine:
         )
 
     # ------------------------------------------------------------------ small queries
-
-    @property
-    def template_name(self) -> str | None:
-        return self.chat.template_name
-
-    def count_tokens(self, prompt: str) -> int:
-        return len(self.chat.encode_prompt(prompt))
-
-    def render_messages(self, messages: Sequence[Any]) -> list[int]:
-        return self.chat.render_messages(messages)
-
-    def conv_template(self) -> dict[str, Any]:
-        return self.chat.conv_template()
 
     def stats(self) -> dict[str, Any]:
         return {

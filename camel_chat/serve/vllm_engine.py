@@ -25,6 +25,7 @@ from typing import Any
 
 from camel_chat.serve.engine import (
     ChatFormat,
+    ChatFormatQueries,
     GenerationLimits,
     context_length_of,
     default_model_names,
@@ -48,7 +49,7 @@ def _eos_ids(model_path: str | Path) -> list[int]:
     return [eos] if isinstance(eos, int) else list(eos or [])
 
 
-class VllmEngine:
+class VllmEngine(ChatFormatQueries):
     """An `AsyncLLM` (or anything with its `generate`/`abort`) behind the worker app."""
 
     def __init__(
@@ -101,19 +102,6 @@ class VllmEngine:
         )
 
     # ------------------------------------------------------------------ small queries
-
-    @property
-    def template_name(self) -> str | None:
-        return self.chat.template_name
-
-    def count_tokens(self, prompt: str) -> int:
-        return len(self.chat.encode_prompt(prompt))
-
-    def render_messages(self, messages: Sequence[Any]) -> list[int]:
-        return self.chat.render_messages(messages)
-
-    def conv_template(self) -> dict[str, Any]:
-        return self.chat.conv_template()
 
     def stats(self) -> dict[str, Any]:
         return {"engine": "vllm", "running": self._running, **self._counts}
