@@ -12,23 +12,19 @@ import itertools
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
-import httpx
 import pytest
+from serving_stack import MODEL, free_port, healthy, registered, stop, wait_until, write_checkpoint
 
 pytestmark = pytest.mark.slow
 
 CHROMIUM = "/usr/bin/chromium"
-MODEL = "Tiny-Vicuna"
 CONTEXT_LENGTH = 256
-START_TIMEOUT = 120.0
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOT = REPO / "docs" / "webui.png"
 CHROMIUM_ARGS = [
@@ -45,66 +41,6 @@ CHROMIUM_ARGS = [
 if not Path(CHROMIUM).exists():
     pytest.skip(f"{CHROMIUM} missing (apt-get install -y chromium)", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright missing (pip install playwright)")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-def _wait_until(check: Callable[[], bool], proc: subprocess.Popen[bytes], log: Path, what: str) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"{what} exited with {proc.returncode}:\n{_tail(log)}")
-        try:
-            if check():
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"{what} not ready after {START_TIMEOUT:.0f}s:\n{_tail(log)}")
-
-
-def _ok(url: str) -> bool:
-    return httpx.get(url, timeout=2, trust_env=False).status_code == 200
-
-
-def _registered(controller: str) -> bool:
-    answer = httpx.post(f"{controller}/list_models", timeout=2, trust_env=False)
-    return MODEL in answer.json().get("models", [])
-
-
-def write_checkpoint(out: Path) -> Path:
-    """A tiny random LLaMA carrying our vicuna_v1.1 template (as in test_e2e)."""
-    from transformers import AutoTokenizer
-
-    from camel_chat.model.checkpoint import write_template_files
-    from camel_chat.model.tiny import save_tiny
-
-    save_tiny(out, arch="llama", max_length=CONTEXT_LENGTH)
-    write_template_files(out, AutoTokenizer.from_pretrained(out), "vicuna_v1.1")
-    return out
-
-
-def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    for proc in reversed(procs):
-        if proc.poll() is None:
-            proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
 
 
 def _non_blank(path: Path) -> int:
@@ -136,7 +72,7 @@ WATCH_JS = """
 
 
 def test_web_ui_streams_a_reply_in_chromium(tmp_path: Path) -> None:
-    checkpoint = write_checkpoint(tmp_path / "tiny-vicuna")
+    checkpoint = write_checkpoint(tmp_path / "tiny-vicuna", CONTEXT_LENGTH)
     c_port, w_port, g_port = free_port(), free_port(), free_port()
     controller = f"http://127.0.0.1:{c_port}"
     worker = f"http://127.0.0.1:{w_port}"
@@ -175,10 +111,10 @@ def test_web_ui_streams_a_reply_in_chromium(tmp_path: Path) -> None:
         ctl = start("controller")
         wrk = start("worker")
         gui = start("web")  # starts while the worker loads; the model list is read per page load
-        _wait_until(lambda: _ok(f"{controller}/health"), ctl, logs["controller"], "controller")
-        _wait_until(lambda: _ok(f"{worker}/health"), wrk, logs["worker"], "model_worker")
-        _wait_until(lambda: _registered(controller), wrk, logs["worker"], "worker registration")
-        _wait_until(lambda: _ok(web), gui, logs["web"], "gradio_web_server")
+        wait_until(lambda: healthy(f"{controller}/health"), ctl, logs["controller"], "controller")
+        wait_until(lambda: healthy(f"{worker}/health"), wrk, logs["worker"], "model_worker")
+        wait_until(lambda: registered(controller), wrk, logs["worker"], "worker registration")
+        wait_until(lambda: healthy(web), gui, logs["web"], "gradio_web_server")
 
         with sync_api.sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
@@ -242,4 +178,4 @@ def test_web_ui_streams_a_reply_in_chromium(tmp_path: Path) -> None:
         assert records[-1]["model"] == MODEL and records[-1]["ip"] == "127.0.0.1"
         assert outside == [], f"the page tried to reach the internet: {outside}"
     finally:
-        _stop(procs)
+        stop(procs)

@@ -6,127 +6,28 @@ starts is stopped in a `finally` (terminate, wait, kill)."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
+from serving_stack import MODEL, Stack, serving_stack
 
 pytestmark = pytest.mark.slow
 
-MODEL = "Tiny-Vicuna"
 API_KEY = "e2e-key"
 CONTEXT_LENGTH = 1024  # room for the role-play prompts; "hello " * 5000 still overflows
-START_TIMEOUT = 120.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Stack:
-    controller: str
-    worker: str
-    api: str
-    checkpoint: Path
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-def _wait_until(check: object, proc: subprocess.Popen[bytes], log: Path, what: str) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"{what} exited with {proc.returncode}:\n{_tail(log)}")
-        try:
-            if check():  # type: ignore[operator]
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"{what} not ready after {START_TIMEOUT:.0f}s:\n{_tail(log)}")
-
-
-def _healthy(url: str) -> bool:
-    return httpx.get(f"{url}/health", timeout=2, trust_env=False).status_code == 200
-
-
-def _registered(controller: str) -> bool:
-    answer = httpx.post(f"{controller}/list_models", timeout=2, trust_env=False)
-    return MODEL in answer.json().get("models", [])
-
-
-def write_checkpoint(out: Path) -> Path:
-    """A tiny random LLaMA carrying our vicuna_v1.1 template (metadata + Jinja chat_template)."""
-    from transformers import AutoTokenizer
-
-    from camel_chat.model.checkpoint import write_template_files
-    from camel_chat.model.tiny import save_tiny
-
-    save_tiny(out, arch="llama", max_length=CONTEXT_LENGTH)
-    write_template_files(out, AutoTokenizer.from_pretrained(out), "vicuna_v1.1")
-    return out
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    root = tmp_path_factory.mktemp("e2e")
-    checkpoint = write_checkpoint(root / "tiny-vicuna")
-    c_port, w_port, a_port = free_port(), free_port(), free_port()
-    controller = f"http://127.0.0.1:{c_port}"
-    worker = f"http://127.0.0.1:{w_port}"
-    api = f"http://127.0.0.1:{a_port}"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "NO_PROXY": "*"}
-    py = [sys.executable, "-m"]
-    commands = {
-        "controller": [*py, "camel_chat.serve.controller", "--host", "127.0.0.1", "--port", str(c_port)],
-        "worker": [
-            *py, "camel_chat.serve.model_worker", "--host", "127.0.0.1", "--port", str(w_port),
-            "--worker-address", worker, "--controller-address", controller,
-            "--model-path", str(checkpoint), "--model-names", MODEL, "--device", "cpu",
-        ],
-        "api": [
-            *py, "camel_chat.serve.openai_api_server", "--host", "127.0.0.1", "--port", str(a_port),
-            "--controller-address", controller, "--api-keys", API_KEY,
-        ],
-    }  # fmt: skip
-    procs: list[subprocess.Popen[bytes]] = []
-    logs: dict[str, Path] = {}
-    try:
-        for name, command in commands.items():
-            logs[name] = root / f"{name}.log"
-            with logs[name].open("wb") as log:
-                procs.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env))
-            if name == "controller":
-                _wait_until(lambda: _healthy(controller), procs[-1], logs[name], "controller")
-        _wait_until(lambda: _healthy(worker), procs[1], logs["worker"], "model_worker")
-        _wait_until(lambda: _registered(controller), procs[1], logs["worker"], "worker registration")
-        _wait_until(lambda: _healthy(api), procs[2], logs["api"], "openai_api_server")
-        yield Stack(controller, worker, api, checkpoint)
-    finally:
-        for proc in reversed(procs):
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=15)
+    with serving_stack(
+        tmp_path_factory.mktemp("e2e"), context_length=CONTEXT_LENGTH, api_keys=API_KEY
+    ) as running:
+        yield running
 
 
 def test_official_client_end_to_end(stack: Stack) -> None:
