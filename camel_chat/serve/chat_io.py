@@ -125,10 +125,12 @@ class RichChatIO(SimpleChatIO):
         self.console.print(text, markup=False, highlight=False)
 
 
-class ProgrammaticChatIO(ChatIO):
+class ProgrammaticChatIO(SimpleChatIO):
+    """Plain streaming output like SimpleChatIO, with the original's markers and input sentinel."""
+
     def __init__(self, inp: TextIO | None = None, out: TextIO | None = None) -> None:
+        super().__init__(multiline=False, out=out)
         self.inp = inp or sys.stdin
-        self.out = out or sys.stdout
 
     def prompt_for_input(self, role: str) -> str:
         contents = ""
@@ -149,23 +151,6 @@ class ProgrammaticChatIO(ChatIO):
     def prompt_for_output(self, role: str) -> None:
         self.out.write(f"[!OP:{role}]: ")
         self.out.flush()
-
-    def stream_output(self, texts: Iterable[str]) -> str:
-        shown = ""
-        try:
-            for text in texts:
-                self.out.write(_delta(shown, text))
-                self.out.flush()
-                shown = text
-        finally:
-            self.out.write("\n")
-            self.out.flush()
-        return shown
-
-    def info(self, text: str) -> None:
-        self.out.write(text + "\n")
-        self.out.flush()
-
 
 def make_chatio(style: str, multiline: bool = False) -> ChatIO:
     if style == "simple":
