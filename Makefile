@@ -24,6 +24,7 @@ demo: install
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 test: install lint
 	@# shellcheck for the launcher tests (they skip, saying why, where it cannot be installed)

@@ -376,6 +376,7 @@ def score_benchmark(eval_records: Iterable[Mapping], pred_records: Iterable[Mapp
         if len(labels[t]) != len(preds[t]):
             raise ValueError(f"{t}: {len(labels[t])} eval records but {len(preds[t])} predictions")
     plan_tool = [plantooluse_scores(labels["plantooluse"][i], p) for i, p in preds["plantooluse"].items()]
+
     def per_query(kind: str, fn) -> list[float]:
         return [fn(labels[kind][i], p) for i, p in preds[kind].items()]
 

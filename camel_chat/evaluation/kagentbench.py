@@ -138,8 +138,11 @@ def run_inference(
 
 
 def main(argv: Sequence[str] | None = None, transport: httpx.BaseTransport | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m camel_chat.evaluation.kagentbench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m camel_chat.evaluation.kagentbench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     inf = sub.add_parser("infer", help="query a served model for every record and template")
     inf.add_argument("--api-base", required=True, help="OpenAI base URL, e.g. http://localhost:8000/v1")
@@ -158,8 +161,15 @@ def main(argv: Sequence[str] | None = None, transport: httpx.BaseTransport | Non
 
     if args.command == "infer":
         records = read_jsonl(args.eval_file)
-        client = CompletionClient(args.api_base, args.model, args.api_key, args.max_tokens,
-                                  retries=args.retries, backoff_s=args.backoff, transport=transport)
+        client = CompletionClient(
+            args.api_base,
+            args.model,
+            args.api_key,
+            args.max_tokens,
+            retries=args.retries,
+            backoff_s=args.backoff,
+            transport=transport,
+        )
         try:
             written, skipped, failed = run_inference(records, Path(args.out), client, args.concurrency)
         finally:

@@ -152,6 +152,7 @@ class ProgrammaticChatIO(SimpleChatIO):
         self.out.write(f"[!OP:{role}]: ")
         self.out.flush()
 
+
 def make_chatio(style: str, multiline: bool = False) -> ChatIO:
     if style == "simple":
         return SimpleChatIO(multiline)

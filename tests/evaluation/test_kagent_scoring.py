@@ -12,7 +12,16 @@ A = 1e-6  # F = 2PR/(P+R+1e-8) differs from the exact fraction by < 1e-8
 
 def test_word_tokenize_approximates_nltk():
     assert word_tokenize("I don't know, it's 3.14 well-known...") == [
-        "I", "do", "n't", "know", ",", "it", "'s", "3.14", "well-known", "...",
+        "I",
+        "do",
+        "n't",
+        "know",
+        ",",
+        "it",
+        "'s",
+        "3.14",
+        "well-known",
+        "...",
     ]
 
 
@@ -91,10 +100,16 @@ def test_reflection_penalty():
 def tiny_benchmark() -> tuple[list[dict], list[dict]]:
     """Eval records and predictions; the expected scores are derived in test_tiny_benchmark."""
     p1 = {
-        "id": "p1", "type": "plantooluse", "query": "weather?", "funcs": FUNCS,
+        "id": "p1",
+        "type": "plantooluse",
+        "query": "weather?",
+        "funcs": FUNCS,
         "golden_result_list": [
-            {"thought": "search the weather", "tool_name": "web_search",
-             "tool_args": {"query": "Beijing weather"}},
+            {
+                "thought": "search the weather",
+                "tool_name": "web_search",
+                "tool_args": {"query": "Beijing weather"},
+            },
             {"thought": "None", "tool_name": "None", "tool_args": {}},
         ],
         "prompt_input": {"ReACT": "P1 react", "KuaiAgent": "P1 kuai", "AutoGPT": "P1 autogpt"},
@@ -106,7 +121,10 @@ def tiny_benchmark() -> tuple[list[dict], list[dict]]:
         "AutoGPT": "not json",
     }
     p2 = {
-        "id": "p2", "type": "plantooluse", "query": "北京天气", "funcs": [],
+        "id": "p2",
+        "type": "plantooluse",
+        "query": "北京天气",
+        "funcs": [],
         "golden_result_list": [
             {"thought": "查询北京天气", "tool_name": "weather", "tool_args": {"city": "北京"}}
         ],
@@ -117,11 +135,17 @@ def tiny_benchmark() -> tuple[list[dict], list[dict]]:
         "ModelScope": '<|startofthink|>{"api_name": "weather", "parameters": {}}<|endofthink|>',
     }
     r1 = {
-        "id": "r1", "type": "reflextion", "query": "q", "funcs": FUNCS,
+        "id": "r1",
+        "type": "reflextion",
+        "query": "q",
+        "funcs": FUNCS,
         "memory_last_task": {"tool_name": "web_search", "tool_args": {"query": "weather"}},
         "golden_result_list": [
-            {"thought": "retry with another query", "tool_name": "web_search",
-             "tool_args": {"query": "weather today"}},
+            {
+                "thought": "retry with another query",
+                "tool_name": "web_search",
+                "tool_args": {"query": "weather today"},
+            },
             {"thought": "search again", "tool_name": "web_search", "tool_args": {"query": "weather"}},
         ],
         "prompt_input": {"KuaiAgent": "R1 kuai", "AutoGPT": "R1 autogpt"},
@@ -133,7 +157,9 @@ def tiny_benchmark() -> tuple[list[dict], list[dict]]:
         '"args": {"query": "weather today"}}}',
     }
     c1 = {
-        "id": "c1", "type": "conclusion", "query": "q",
+        "id": "c1",
+        "type": "conclusion",
+        "query": "q",
         "golden_result_list": [{"golden_result": "It is sunny today"}, {"golden_result": "今天晴天"}],
         "prompt_input": {"ReACT": "C1 react", "AutoGPT": "C1 autogpt", "ToolLlama": "C1 tl"},
     }
@@ -142,13 +168,29 @@ def tiny_benchmark() -> tuple[list[dict], list[dict]]:
         "AutoGPT": 'web_search(query="weather")',
         "ToolLlama": '{"final_answer": "It is sunny"}',
     }
-    f1 = {"id": "f1", "type": "profile", "query": "q", "prompt_input": {"prompt": "F1 profile"},
-          "golden_result_list": [{"golden_result": "a helpful assistant"}]}
-    f2 = {"id": "f2", "type": "profile", "query": "q", "prompt_input": {"prompt": "F2 profile"},
-          "golden_result_list": [{"golden_result": "你好"}]}
+    f1 = {
+        "id": "f1",
+        "type": "profile",
+        "query": "q",
+        "prompt_input": {"prompt": "F1 profile"},
+        "golden_result_list": [{"golden_result": "a helpful assistant"}],
+    }
+    f2 = {
+        "id": "f2",
+        "type": "profile",
+        "query": "q",
+        "prompt_input": {"prompt": "F2 profile"},
+        "golden_result_list": [{"golden_result": "你好"}],
+    }
     evals = [p1, p2, r1, c1, f1, f2]
-    preds_by_id = {"p1": p1_pred, "p2": p2_pred, "r1": r1_pred, "c1": c1_pred,
-                   "f1": "a helpful bot", "f2": ""}
+    preds_by_id = {
+        "p1": p1_pred,
+        "p2": p2_pred,
+        "r1": r1_pred,
+        "c1": c1_pred,
+        "f1": "a helpful bot",
+        "f2": "",
+    }
     preds = [{**r, "model_predict": preds_by_id[r["id"]]} for r in evals]
     return evals, preds
 
@@ -173,14 +215,16 @@ EXPECTED = {
     "profile": (2 / 3 + 0) / 2,
 }
 EXPECTED["overall"] = (
-    0.25 * EXPECTED["plan"] + 0.35 * EXPECTED["tooluse"] + 0.10 * EXPECTED["reflextion"]
-    + 0.20 * EXPECTED["conclusion"] + 0.10 * EXPECTED["profile"]
+    0.25 * EXPECTED["plan"]
+    + 0.35 * EXPECTED["tooluse"]
+    + 0.10 * EXPECTED["reflextion"]
+    + 0.20 * EXPECTED["conclusion"]
+    + 0.10 * EXPECTED["profile"]
 )
 
 
 RESULT_LINE = (
-    "plan : 46.67, tooluse : 50.00, reflextion : 73.33, conclusion : 57.14, profile : 33.33, "
-    "overall : 51.26"
+    "plan : 46.67, tooluse : 50.00, reflextion : 73.33, conclusion : 57.14, profile : 33.33, overall : 51.26"
 )
 
 

@@ -45,8 +45,23 @@ def test_infer_resume_and_score(tmp_path, capsys):
     evals, _ = tiny_benchmark()
     eval_file, out = tmp_path / "eval.jsonl", tmp_path / "pred.jsonl"
     eval_file.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in evals), encoding="utf-8")
-    args = ["infer", "--api-base", "http://fake/v1/", "--model", "tiny", "--eval-file", str(eval_file),
-            "--out", str(out), "--concurrency", "3", "--retries", "2", "--backoff", "0"]
+    args = [
+        "infer",
+        "--api-base",
+        "http://fake/v1/",
+        "--model",
+        "tiny",
+        "--eval-file",
+        str(eval_file),
+        "--out",
+        str(out),
+        "--concurrency",
+        "3",
+        "--retries",
+        "2",
+        "--backoff",
+        "0",
+    ]
 
     calls: list[dict] = []
     rc = kagentbench.main(args, transport=_fake_server(calls, fail={"C1"}))
