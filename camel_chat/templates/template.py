@@ -14,6 +14,7 @@ from importlib import resources
 from typing import Any, Literal
 
 from camel_chat.errors import CamelChatError
+from camel_chat.templates.tool_format import ToolFormat, parse_tool_format
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -71,6 +72,7 @@ class Template:
     end_of_turn: str
     stop: tuple[str, ...]
     examples: tuple[tuple[str, str], ...]
+    tools: ToolFormat | None = None  # how it writes tools; None: it has no tool format
 
     @property
     def trained_suffix(self) -> str:
@@ -113,6 +115,7 @@ def _build(name: str, raw: dict[str, Any]) -> Template:
         end_of_turn=raw["end_of_turn"],
         stop=tuple(raw.get("stop", ())),
         examples=examples,
+        tools=parse_tool_format(name, raw.get("tools")),
     )
 
 
