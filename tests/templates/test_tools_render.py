@@ -52,7 +52,6 @@ def _loop(content: str = "Let me check.", calls: int = 1) -> Conversation:
 
 def test_chatml_tools_match_a_qwen2_5_style_template(qwen2_tokenizer: Any) -> None:
     qwen = (Path(__file__).parent / "data" / "qwen2_5_tools.jinja").read_text(encoding="utf-8")
-    template = get_template("chatml")
     special = SpecialTokens.of(qwen2_tokenizer)
     rng = random.Random(5)
     for i in range(60):
@@ -60,14 +59,13 @@ def test_chatml_tools_match_a_qwen2_5_style_template(qwen2_tokenizer: Any) -> No
         conv = random_tool_conversation(rng, end_with="user" if generation else "assistant")
         # Qwen's default system prompt differs from ours; with a system prompt they agree.
         conv = dataclasses.replace(conv, system=conv.system or "S")
+        messages, tools = to_openai(conv), [t.to_openai() for t in conv.tools]
         got = qwen2_tokenizer.apply_chat_template(
-            to_openai(conv),
-            tools=[t.to_openai() for t in conv.tools],
-            chat_template=qwen,
-            tokenize=False,
-            add_generation_prompt=generation,
+            messages, tools=tools, chat_template=qwen, tokenize=False, add_generation_prompt=generation
         )
-        assert got == render_text(template, conv, add_generation_prompt=generation, special=special)
+        assert got == render_text(
+            get_template("chatml"), conv, add_generation_prompt=generation, special=special
+        )
 
 
 def test_kagent_writes_the_kagentsys_commands_and_task_json() -> None:
