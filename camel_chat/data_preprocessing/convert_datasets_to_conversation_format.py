@@ -21,10 +21,11 @@ from typing import Any
 
 from camel_chat.conversation import ConversationError, from_sharegpt
 from camel_chat.data_preprocessing import alpaca, camel, kagent
-from camel_chat.data_preprocessing.jsonfile import iter_json_array, read_json, write_json
+from camel_chat.data_preprocessing.jsonfile import write_json
 from camel_chat.data_preprocessing.sources import NAMES, SOURCES, resolve_names
 from camel_chat.data_preprocessing.tally import Tally
 from camel_chat.errors import CamelChatError, DataError, run_command
+from camel_chat.json_input import iter_json_array, read_json
 
 CHAT = ("ai_society", "code")
 SCIENCE = ("math", "physics", "chemistry", "biology")
@@ -53,7 +54,7 @@ def _admit(
         except ConversationError as exc:
             tally.drop(exc.rule, f"{where}: {exc.detail}")
         except DataError as exc:
-            tally.drop("malformed-json", f"{where}: {exc.reason}")
+            tally.drop(exc.rule or "malformed-json", f"{where}: {exc.reason}")
 
 
 def convert_camel_folder(folder: Path, dataset: str, tally: Tally) -> list[dict[str, Any]]:
@@ -104,7 +105,7 @@ def convert_kagent(path: Path, tally: Tally, sources: Sequence[str] | None) -> l
 
     produced = (
         (f"record {i}", lambda r=r, i=i: kagent.convert_record(r, i))
-        for i, r in enumerate(iter_json_array(path))
+        for i, r in enumerate(iter_json_array(path, drop=tally.drop))
         if selected(i, r)
     )
     return list(_admit(produced, tally))
@@ -120,9 +121,11 @@ def convert_sharegpt(
     for part in parts:
         if not part.is_file():
             raise DataError(part, "file not found; run download_datasets first")
-    raw = [record for part in parts for record in iter_json_array(part)]
+    reading = Tally("sharegpt: reading")
+    raw = [record for part in parts for record in iter_json_array(part, drop=reading.drop)]
+    reading.keep(len(raw))
     clean, lang = Tally("sharegpt: html cleaning"), Tally(f"sharegpt: language ({keep_lang})")
-    tallies += [clean, lang]
+    tallies += [reading, clean, lang]
     return filter_language(clean_sharegpt(raw, clean, workers=workers), lang, keep_lang=keep_lang)
 
 

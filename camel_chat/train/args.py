@@ -27,7 +27,8 @@ from typing import Any
 
 import transformers
 
-from camel_chat.errors import CamelChatError
+from camel_chat.errors import CamelChatError, DataError
+from camel_chat.json_input import read_json, read_text
 
 # Keys that hold a model's context length in config.json, most common first.
 _CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx")
@@ -207,9 +208,13 @@ def _read_config(path: str, parser: argparse.ArgumentParser) -> dict[str, Any]:
     if not file.is_file():
         raise CamelChatError(f"--config {path}: no such file")
     try:
-        values = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+        values = yaml.safe_load(read_text(file)) or {}
+    except DataError as exc:
+        raise CamelChatError(f"--config {exc}") from None
     except yaml.YAMLError as exc:
         raise CamelChatError(f"--config {path}: not valid YAML: {exc}") from None
+    except RecursionError:  # PyYAML composes nested nodes recursively
+        raise CamelChatError(f"--config {path}: nested too deeply") from None
     if not isinstance(values, dict):
         raise CamelChatError(f"--config {path}: must be a mapping of flag names to values")
     known = {action.dest for action in parser._actions}
@@ -290,9 +295,9 @@ def _model_config(model: ModelArguments, cache_dir: str | None) -> tuple[dict[st
                 f"from the Hub ({type(exc).__name__}: {exc})"
             ) from None
     try:
-        return json.loads(file.read_text(encoding="utf-8")), str(file)
-    except (OSError, ValueError) as exc:
-        raise CamelChatError(f"--model_name_or_path {name}: unreadable {file}: {exc}") from None
+        return read_json(file), str(file)
+    except CamelChatError as exc:
+        raise CamelChatError(f"--model_name_or_path {name}: unreadable config: {exc}") from None
 
 
 def model_context_length(config_json: dict[str, Any]) -> tuple[str, int] | None:
