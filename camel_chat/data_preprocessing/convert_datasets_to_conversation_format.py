@@ -73,23 +73,49 @@ def convert_camel_folder(folder: Path, dataset: str, tally: Tally) -> list[dict[
 
 
 def convert_alpaca(path: Path, tally: Tally) -> list[dict[str, Any]]:
-    import pandas as pd  # only this source needs pandas/pyarrow
-
     if not path.is_file():
         raise DataError(path, "file not found; run download_datasets first")
+    rows = _read_alpaca_rows(path)
+
+    def produce(row: dict[str, Any], i: int) -> list[dict[str, Any]]:
+        return [alpaca.convert_row(_decoded(row), i)]
+
+    return list(_admit(((f"row {i}", lambda r=row, i=i: produce(r, i)) for i, row in enumerate(rows)), tally))
+
+
+def _read_alpaca_rows(path: Path) -> list[dict[str, Any]]:
+    """The Alpaca columns as plain rows, text left as bytes: parquet does not check that its
+    strings are UTF-8, so each cell is decoded (and a bad row dropped) in `_decoded`."""
+    import pyarrow as pa  # only this source needs pyarrow
+    import pyarrow.parquet as pq
+
     try:
-        frame = pd.read_parquet(path, columns=list(alpaca.COLUMNS))
+        table = pq.read_table(path, columns=list(alpaca.COLUMNS))
     except (ValueError, KeyError) as exc:
         raise DataError(path, f"missing column(s) {list(alpaca.COLUMNS)}: {exc}") from None
     except Exception as exc:  # pyarrow raises ArrowInvalid & co for a file that is not parquet
         raise DataError(path, f"not a readable parquet file: {exc}") from None
-    rows = frame.to_dict("records")
-    return list(
-        _admit(
-            ((f"row {i}", lambda r=row, i=i: [alpaca.convert_row(r, i)]) for i, row in enumerate(rows)),
-            tally,
-        )
+    text = (pa.types.is_string, pa.types.is_large_string)
+    schema = pa.schema(
+        [pa.field(f.name, pa.binary()) if any(t(f.type) for t in text) else f for f in table.schema]
     )
+    try:
+        return table.cast(schema).to_pylist()
+    except Exception as exc:  # a damaged column chunk surfaces only when it is read
+        raise DataError(path, f"not a readable parquet file: {exc}") from None
+
+
+def _decoded(row: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for column, value in row.items():
+        if isinstance(value, bytes):
+            try:
+                value = value.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                detail = f"column {column!r}: byte 0x{value[exc.start]:02x} at offset {exc.start} not UTF-8"
+                raise ConversationError("invalid-utf8", detail) from None
+        out[column] = value
+    return out
 
 
 def convert_kagent(path: Path, tally: Tally, sources: Sequence[str] | None) -> list[dict[str, Any]]:
