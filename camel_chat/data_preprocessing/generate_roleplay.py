@@ -317,7 +317,9 @@ def main(argv: Sequence[str] | None = None, transport: httpx.BaseTransport | Non
     if args.limit is not None:
         jobs = jobs[: args.limit]
     if not jobs:
-        print("error: no (assistant role, user role, task) triple to run", file=sys.stderr)
+        empty = [f for f in (args.assistant_roles, args.user_roles, args.tasks) if not read_list(f)]
+        print(f"error: {', '.join(empty) or '--limit 0'}: no (assistant role, user role, task) triple to run",
+              file=sys.stderr)  # fmt: skip
         return 2
     client = ChatClient(
         args.api_base,

@@ -31,22 +31,29 @@ import httpx
 
 from camel_chat.data_preprocessing.tally import Tally
 from camel_chat.errors import CamelChatError
+from camel_chat.evaluation.kagent_records import record_problem
 from camel_chat.evaluation.kagent_scoring import format_result_line, score_benchmark
 from camel_chat.json_input import read_jsonl as read_jsonl_lines
 
 SAMPLING = {"temperature": 0.1, "top_p": 0.75, "top_k": 40}
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
+def read_jsonl(path: str | os.PathLike, *, predictions: bool | None = None) -> list[dict]:
     """The JSON-object lines of `path`; a bad line (an interrupted append, a stray byte, not an
-    object) is skipped and counted on stderr. A missing file is a `DataError`."""
+    object) is skipped and counted on stderr. A missing file is a `DataError`. With
+    `predictions` set (True: a prediction file, False: an eval file) a record the scorer
+    could not take is dropped the same way."""
     tally = Tally(f"reading {Path(path).name}")
     out = []
     for lineno, record in read_jsonl_lines(path, drop=tally.drop):
-        if isinstance(record, dict):
-            out.append(record)
-        else:
+        if not isinstance(record, dict):
             tally.drop("not-an-object", f"line {lineno}")
+            continue
+        problem = None if predictions is None else record_problem(record, predictions)
+        if problem:
+            tally.drop("malformed-record", f"line {lineno}: {problem}")
+        else:
+            out.append(record)
     tally.keep(len(out))
     if tally.total_dropped:
         print(tally.summary(), file=sys.stderr)
@@ -189,7 +196,8 @@ def _run(args: argparse.Namespace, transport: httpx.BaseTransport | None) -> int
         return 1 if failed else 0
 
     try:
-        scores = score_benchmark(read_jsonl(args.eval_file), read_jsonl(args.pred_file))
+        evals = read_jsonl(args.eval_file, predictions=False)
+        scores = score_benchmark(evals, read_jsonl(args.pred_file, predictions=True))
     except ValueError as exc:  # the prediction file does not cover the eval file
         raise CamelChatError(f"{args.pred_file}: {exc}") from None
     print(format_result_line(scores))
