@@ -21,6 +21,7 @@ from typing import Any
 
 from camel_chat.conversation import ConversationError, from_sharegpt
 from camel_chat.data_preprocessing import alpaca, camel, kagent
+from camel_chat.data_preprocessing.archives import is_inside
 from camel_chat.data_preprocessing.jsonfile import write_json
 from camel_chat.data_preprocessing.sources import NAMES, SOURCES, resolve_names
 from camel_chat.data_preprocessing.tally import Tally
@@ -62,7 +63,12 @@ def convert_camel_folder(folder: Path, dataset: str, tally: Tally) -> list[dict[
     if not folder.is_dir():
         raise DataError(folder, "folder not found; run download_datasets first")
     convert = camel.convert_chat if dataset in CHAT else camel.convert_science
-    files = sorted(folder.glob("*.json"))
+    files = []
+    for path in sorted(folder.glob("*.json")):
+        if is_inside(path, folder):
+            files.append(path)
+        else:  # a symlink out of the download folder is not followed
+            tally.drop("link-outside-folder", path.name)
     if not files:
         raise DataError(folder, "no *.json files inside")
 
