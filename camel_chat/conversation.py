@@ -255,7 +255,7 @@ def from_sharegpt(record: Mapping[str, Any]) -> Conversation:
     for i, turn in enumerate(turns):
         if not isinstance(turn, Mapping) or "from" not in turn or "value" not in turn:
             raise ConversationError("missing-field", "a turn needs 'from' and 'value'", i)
-        role = SHAREGPT_TO_ROLE.get(turn["from"])
+        role = SHAREGPT_TO_ROLE.get(turn["from"]) if isinstance(turn["from"], str) else None
         if role is None:
             raise ConversationError(
                 "unknown-role",

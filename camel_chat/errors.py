@@ -22,10 +22,14 @@ class CamelChatError(Exception):
 class DataError(CamelChatError):
     """A data file, or one record in it, is malformed."""
 
-    def __init__(self, path: str | Path, reason: str, record: str | int | None = None) -> None:
+    def __init__(
+        self, path: str | Path, reason: str, record: str | int | None = None, rule: str | None = None
+    ) -> None:
         self.path = str(path)
         self.reason = reason
         self.record = record
+        # a short slug ("invalid-utf8", "too-deep", ...) that a caller counting drops uses as the reason
+        self.rule = rule
         where = self.path if record is None else f"{self.path} [record {record}]"
         super().__init__(f"{where}: {reason}")
 

@@ -4,7 +4,13 @@
 to its first dot, as the seed does) and deletes the archive. Unlike the seed it extracts
 into the directory it is given, never a hard-coded `datasets/`. It is also careful:
 
-- members with absolute paths, `..` components, links or device files are rejected;
+- members with absolute paths, `..` components, links or device files are rejected (zip
+  members are always written as plain files: zipfile never creates links);
+- extraction is bounded before anything is written: at most `MAX_MEMBERS` members and
+  `MAX_TOTAL_BYTES` in all, no more than the free disk space, and an archive past 1 GiB
+  that expands over `MAX_RATIO` times is refused as a zip bomb. The sizes checked are the
+  ones the archive declares, and they bound what is written (zipfile stops each member at
+  its declared size; a tar member's size is its data);
 - everything is unpacked into a hidden staging folder first and renamed into place only
   when complete, so a damaged archive leaves no half-extracted folder behind;
 - an archive whose content sits in one top-level folder (`math/*.json`) is flattened, so
@@ -30,6 +36,11 @@ ARCHIVE_SUFFIXES: tuple[str, ...] = (".tar.gz", ".tgz", ".tar", ".zip")
 
 # Archives made on macOS carry these; they are metadata, never data.
 _JUNK = frozenset({"__MACOSX", ".DS_Store"})
+MAX_MEMBERS = 1_000_000  # the CAMEL archives hold ~25k-50k files each
+MAX_TOTAL_BYTES = 32 << 30  # the biggest real dataset extracts to a few GiB
+MAX_RATIO = 200  # JSON text deflates ~5-20x; deflate itself tops out near 1032x
+RATIO_FLOOR = 1 << 30  # small archives of repetitive text may compress well: judge ratios past 1 GiB
+
 # tarfile's extraction filters arrived in Python 3.10.12 / 3.11.4; `()` matches nothing.
 _FILTER_ERROR: Any = getattr(tarfile, "FilterError", ())
 
@@ -53,12 +64,22 @@ def find_archives(directory: str | Path) -> list[Path]:
     """The archives directly inside `directory` (not in subfolders), sorted by name.
 
     Hidden files are skipped: the Hub client keeps its partial downloads under `.cache/`,
-    and our own staging folders start with a dot.
+    and our own staging folders start with a dot. A symlink that leads out of `directory`
+    is not followed (extracting would delete what it points to).
     """
     directory = Path(directory)
     if not directory.is_dir():
         return []
-    return sorted(p for p in directory.iterdir() if not p.name.startswith(".") and is_archive(p))
+    return sorted(
+        p
+        for p in directory.iterdir()
+        if not p.name.startswith(".") and is_archive(p) and is_inside(p, directory)
+    )
+
+
+def is_inside(path: Path, root: Path) -> bool:
+    """Whether `path`, its symlinks resolved, lies within `root` (resolved too)."""
+    return path.resolve().is_relative_to(root.resolve())
 
 
 def extract_archive(path: str | Path, dest_dir: str | Path, *, remove: bool = True) -> Path:
@@ -103,6 +124,25 @@ def _check_name(archive: Path, name: str) -> None:
         raise DataError(archive, f"unsafe member {name!r}: absolute path or '..' component")
 
 
+def check_budget(archive: Path, count: int, total: int, dest: Path) -> None:
+    """Refuse an archive of `count` members expanding to `total` bytes before writing any."""
+    if count > MAX_MEMBERS:
+        raise DataError(
+            archive, f"{count} members, more than the {MAX_MEMBERS} allowed", rule="too-many-files"
+        )
+    mib = total >> 20
+    if total > MAX_TOTAL_BYTES:
+        reason = f"expands to {mib} MiB, more than the {MAX_TOTAL_BYTES >> 30} GiB allowed (a zip bomb?)"
+        raise DataError(archive, reason, rule="too-large")
+    ratio = total / max(1, archive.stat().st_size)
+    if total > RATIO_FLOOR and ratio > MAX_RATIO:
+        reason = f"expands {ratio:.0f}x to {mib} MiB, over the {MAX_RATIO}x allowed (a zip bomb?)"
+        raise DataError(archive, reason, rule="too-large")
+    free = shutil.disk_usage(dest).free
+    if total > free:
+        raise DataError(archive, f"needs {mib} MiB but {dest} has {free >> 20} MiB free", rule="no-space")
+
+
 def _unpack_tar(path: Path, staging: Path) -> None:
     try:
         with tarfile.open(path, "r:*") as tar:
@@ -112,6 +152,7 @@ def _unpack_tar(path: Path, staging: Path) -> None:
                 if not (member.isfile() or member.isdir()):
                     kind = f"unsupported member {member.name!r}: not a file or folder"
                     raise DataError(path, kind)
+            check_budget(path, len(members), sum(m.size for m in members if m.isfile()), staging)
             if hasattr(tarfile, "data_filter"):
                 # Belt and braces: the stdlib "data" filter re-checks paths and modes.
                 tar.extractall(staging, members=members, filter="data")
@@ -129,9 +170,11 @@ def _unpack_zip(path: Path, staging: Path) -> None:
             infos = archive.infolist()
             for info in infos:
                 _check_name(path, info.filename)
+            check_budget(path, len(infos), sum(i.file_size for i in infos), staging)
             for info in infos:
                 archive.extract(info, staging)  # CRC is checked while reading
-    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError) as exc:
+        # RuntimeError: an encrypted member; ValueError: a corrupt header field
         raise _damaged(path, exc) from None
 
 

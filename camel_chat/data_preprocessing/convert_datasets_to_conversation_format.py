@@ -21,10 +21,12 @@ from typing import Any
 
 from camel_chat.conversation import ConversationError, from_sharegpt
 from camel_chat.data_preprocessing import alpaca, camel, kagent
-from camel_chat.data_preprocessing.jsonfile import iter_json_array, read_json, write_json
+from camel_chat.data_preprocessing.archives import is_inside
+from camel_chat.data_preprocessing.jsonfile import write_json
 from camel_chat.data_preprocessing.sources import NAMES, SOURCES, resolve_names
 from camel_chat.data_preprocessing.tally import Tally
 from camel_chat.errors import CamelChatError, DataError, run_command
+from camel_chat.json_input import iter_json_array, read_json
 
 CHAT = ("ai_society", "code")
 SCIENCE = ("math", "physics", "chemistry", "biology")
@@ -53,7 +55,7 @@ def _admit(
         except ConversationError as exc:
             tally.drop(exc.rule, f"{where}: {exc.detail}")
         except DataError as exc:
-            tally.drop("malformed-json", f"{where}: {exc.reason}")
+            tally.drop(exc.rule or "malformed-json", f"{where}: {exc.reason}")
 
 
 def convert_camel_folder(folder: Path, dataset: str, tally: Tally) -> list[dict[str, Any]]:
@@ -61,7 +63,12 @@ def convert_camel_folder(folder: Path, dataset: str, tally: Tally) -> list[dict[
     if not folder.is_dir():
         raise DataError(folder, "folder not found; run download_datasets first")
     convert = camel.convert_chat if dataset in CHAT else camel.convert_science
-    files = sorted(folder.glob("*.json"))
+    files = []
+    for path in sorted(folder.glob("*.json")):
+        if is_inside(path, folder):
+            files.append(path)
+        else:  # a symlink out of the download folder is not followed
+            tally.drop("link-outside-folder", path.name)
     if not files:
         raise DataError(folder, "no *.json files inside")
 
@@ -72,23 +79,49 @@ def convert_camel_folder(folder: Path, dataset: str, tally: Tally) -> list[dict[
 
 
 def convert_alpaca(path: Path, tally: Tally) -> list[dict[str, Any]]:
-    import pandas as pd  # only this source needs pandas/pyarrow
-
     if not path.is_file():
         raise DataError(path, "file not found; run download_datasets first")
+    rows = _read_alpaca_rows(path)
+
+    def produce(row: dict[str, Any], i: int) -> list[dict[str, Any]]:
+        return [alpaca.convert_row(_decoded(row), i)]
+
+    return list(_admit(((f"row {i}", lambda r=row, i=i: produce(r, i)) for i, row in enumerate(rows)), tally))
+
+
+def _read_alpaca_rows(path: Path) -> list[dict[str, Any]]:
+    """The Alpaca columns as plain rows, text left as bytes: parquet does not check that its
+    strings are UTF-8, so each cell is decoded (and a bad row dropped) in `_decoded`."""
+    import pyarrow as pa  # only this source needs pyarrow
+    import pyarrow.parquet as pq
+
     try:
-        frame = pd.read_parquet(path, columns=list(alpaca.COLUMNS))
+        table = pq.read_table(path, columns=list(alpaca.COLUMNS))
     except (ValueError, KeyError) as exc:
         raise DataError(path, f"missing column(s) {list(alpaca.COLUMNS)}: {exc}") from None
     except Exception as exc:  # pyarrow raises ArrowInvalid & co for a file that is not parquet
         raise DataError(path, f"not a readable parquet file: {exc}") from None
-    rows = frame.to_dict("records")
-    return list(
-        _admit(
-            ((f"row {i}", lambda r=row, i=i: [alpaca.convert_row(r, i)]) for i, row in enumerate(rows)),
-            tally,
-        )
+    text = (pa.types.is_string, pa.types.is_large_string)
+    schema = pa.schema(
+        [pa.field(f.name, pa.binary()) if any(t(f.type) for t in text) else f for f in table.schema]
     )
+    try:
+        return table.cast(schema).to_pylist()
+    except Exception as exc:  # a damaged column chunk surfaces only when it is read
+        raise DataError(path, f"not a readable parquet file: {exc}") from None
+
+
+def _decoded(row: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for column, value in row.items():
+        if isinstance(value, bytes):
+            try:
+                value = value.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                detail = f"column {column!r}: byte 0x{value[exc.start]:02x} at offset {exc.start} not UTF-8"
+                raise ConversationError("invalid-utf8", detail) from None
+        out[column] = value
+    return out
 
 
 def convert_kagent(path: Path, tally: Tally, sources: Sequence[str] | None) -> list[dict[str, Any]]:
@@ -104,7 +137,7 @@ def convert_kagent(path: Path, tally: Tally, sources: Sequence[str] | None) -> l
 
     produced = (
         (f"record {i}", lambda r=r, i=i: kagent.convert_record(r, i))
-        for i, r in enumerate(iter_json_array(path))
+        for i, r in enumerate(iter_json_array(path, drop=tally.drop))
         if selected(i, r)
     )
     return list(_admit(produced, tally))
@@ -120,9 +153,11 @@ def convert_sharegpt(
     for part in parts:
         if not part.is_file():
             raise DataError(part, "file not found; run download_datasets first")
-    raw = [record for part in parts for record in iter_json_array(part)]
+    reading = Tally("sharegpt: reading")
+    raw = [record for part in parts for record in iter_json_array(part, drop=reading.drop)]
+    reading.keep(len(raw))
     clean, lang = Tally("sharegpt: html cleaning"), Tally(f"sharegpt: language ({keep_lang})")
-    tallies += [clean, lang]
+    tallies += [reading, clean, lang]
     return filter_language(clean_sharegpt(raw, clean, workers=workers), lang, keep_lang=keep_lang)
 
 

@@ -35,6 +35,8 @@ from typing import Any
 import httpx
 
 from camel_chat.data_preprocessing import roleplay_prompts as prompts
+from camel_chat.errors import CamelChatError
+from camel_chat.json_input import read_text
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +129,7 @@ class Limits:
 def read_list(path: str | Path) -> list[str]:
     """One item a line; blank lines and `#` comments skipped; `1. ` style numbering removed."""
     items = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
+    for line in read_text(path).splitlines():
         line = _NUMBERING.sub("", line).strip()
         if line and not line.startswith("#"):
             items.append(line)
@@ -307,11 +309,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, transport: httpx.BaseTransport | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    jobs = make_jobs(read_list(args.assistant_roles), read_list(args.user_roles), read_list(args.tasks))
+    try:
+        jobs = make_jobs(read_list(args.assistant_roles), read_list(args.user_roles), read_list(args.tasks))
+    except CamelChatError as exc:  # a missing or undecodable list: one line, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.limit is not None:
         jobs = jobs[: args.limit]
     if not jobs:
-        print("error: no (assistant role, user role, task) triple to run", file=sys.stderr)
+        empty = [f for f in (args.assistant_roles, args.user_roles, args.tasks) if not read_list(f)]
+        print(f"error: {', '.join(empty) or '--limit 0'}: no (assistant role, user role, task) triple to run",
+              file=sys.stderr)  # fmt: skip
         return 2
     client = ChatClient(
         args.api_base,

@@ -1,7 +1,7 @@
-"""Reading and writing the JSON files of the data pipeline.
+"""Writing the JSON files of the data pipeline (reading them is `camel_chat.json_input`).
 
-Reads fail with a `DataError` that names the file and the line; writes go to a temporary
-file in the same folder and are renamed into place, so a crash never leaves half a file.
+Writes go to a temporary file in the same folder and are renamed into place, so a crash
+never leaves half a file.
 """
 
 from __future__ import annotations
@@ -9,45 +9,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
-
-from camel_chat.errors import DataError
-
-
-def read_json(path: str | Path) -> Any:
-    """Parse one JSON document; a missing or malformed file raises `DataError`."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(path, "file not found") from None
-    except UnicodeDecodeError as exc:
-        raise DataError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except OSError as exc:
-        raise DataError(path, exc.strerror or str(exc)) from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(path, f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-
-
-def read_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
-    """Yield (line number, record) for each non-blank line of a JSON-lines file."""
-    path = Path(path)
-    try:
-        handle = path.open(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(path, "file not found") from None
-    with handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield lineno, json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(path, f"malformed JSON: {exc.msg}", record=f"line {lineno}") from None
 
 
 def _atomic_write(path: Path, write: Any) -> None:
@@ -79,68 +43,3 @@ def write_jsonl(path: str | Path, records: Iterable[Any]) -> None:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
     _atomic_write(Path(path), write)
-
-
-class _Chunks:
-    """A text buffer over a file that is refilled, and compacted, only when exhausted."""
-
-    def __init__(self, handle: Any, chunk_size: int) -> None:
-        self.handle, self.chunk_size = handle, chunk_size
-        self.buf, self.pos, self.eof = "", 0, False
-
-    def fill(self) -> None:
-        more = self.handle.read(max(self.chunk_size, len(self.buf) - self.pos))
-        self.eof = not more
-        self.buf, self.pos = self.buf[self.pos :] + more, 0
-
-    def peek(self) -> str:
-        """The next non-blank character ("" at end of file), without consuming it."""
-        while True:
-            while self.pos < len(self.buf) and self.buf[self.pos] in " \t\r\n":
-                self.pos += 1
-            if self.pos < len(self.buf):
-                return self.buf[self.pos]
-            if self.eof:
-                return ""
-            self.fill()
-
-
-def iter_json_array(path: str | Path, chunk_size: int = 1 << 20) -> Iterator[Any]:
-    """Yield the elements of a top-level JSON array without loading the whole file.
-
-    The raw ShareGPT parts and KAgentInstruct are 0.9–1.5 GB of JSON; parsing element by
-    element keeps memory near the size of one record instead of the whole file.
-    """
-    path = Path(path)
-    decoder = json.JSONDecoder()
-    try:
-        handle = path.open(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(path, "file not found") from None
-    with handle:
-        chunks = _Chunks(handle, chunk_size)
-        if chunks.peek() != "[":
-            raise DataError(path, "expected a JSON array (the file must start with '[')")
-        chunks.pos += 1
-        index = 0
-        while True:
-            char = chunks.peek()
-            if char == "]":
-                return
-            if not char:
-                raise DataError(path, "truncated JSON array (no closing ']')", record=index)
-            if index and char != ",":
-                raise DataError(path, "malformed JSON array: expected ',' or ']'", record=index)
-            if index:
-                chunks.pos += 1
-                chunks.peek()
-            while True:
-                try:
-                    element, chunks.pos = decoder.raw_decode(chunks.buf, chunks.pos)
-                    break
-                except json.JSONDecodeError as exc:
-                    if chunks.eof:
-                        raise DataError(path, f"malformed JSON: {exc.msg}", record=index) from None
-                    chunks.fill()  # the element may just be cut by the chunk boundary
-            yield element
-            index += 1

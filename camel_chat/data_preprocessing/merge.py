@@ -20,10 +20,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from camel_chat.data_preprocessing.jsonfile import iter_json_array, write_json
+from camel_chat.data_preprocessing.jsonfile import write_json
 from camel_chat.data_preprocessing.split import prepare_all, split
 from camel_chat.data_preprocessing.tally import Tally
 from camel_chat.errors import CamelChatError, run_command
+from camel_chat.json_input import iter_json_array
 from camel_chat.templates.encode import SegmentEncoder
 from camel_chat.templates.length import LengthModel
 from camel_chat.templates.template import get_template, list_templates
@@ -45,10 +46,15 @@ def load_conversations(directory: Path) -> list[dict[str, Any]]:
     if not files:
         raise CamelChatError(f"--in-directory {directory}: no *_conv.json files (run the conversion first)")
     records: list[dict[str, Any]] = []
+    # Records are independent: one that is not UTF-8, too deep or not JSON is dropped and counted.
+    reading = Tally("merge: reading")
     for path in files:
         before = len(records)
-        records.extend(iter_json_array(path))
+        records.extend(iter_json_array(path, drop=reading.drop))
         print(f"{path.name} has {len(records) - before} conversations.")
+    if reading.total_dropped:
+        reading.keep(len(records))
+        print(reading.summary())
     return records
 
 

@@ -375,6 +375,9 @@ def score_benchmark(eval_records: Iterable[Mapping], pred_records: Iterable[Mapp
     for t in TYPES:
         if len(labels[t]) != len(preds[t]):
             raise ValueError(f"{t}: {len(labels[t])} eval records but {len(preds[t])} predictions")
+        if labels[t].keys() != preds[t].keys():
+            strays = sorted(map(str, preds[t].keys() - labels[t].keys()))[:3]
+            raise ValueError(f"{t}: predictions for ids the eval file does not have ({', '.join(strays)})")
     plan_tool = [plantooluse_scores(labels["plantooluse"][i], p) for i, p in preds["plantooluse"].items()]
 
     def per_query(kind: str, fn) -> list[float]:

@@ -29,23 +29,34 @@ from typing import Any
 
 import httpx
 
+from camel_chat.data_preprocessing.tally import Tally
+from camel_chat.errors import CamelChatError
+from camel_chat.evaluation.kagent_records import record_problem
 from camel_chat.evaluation.kagent_scoring import format_result_line, score_benchmark
+from camel_chat.json_input import read_jsonl as read_jsonl_lines
 
 SAMPLING = {"temperature": 0.1, "top_p": 0.75, "top_k": 40}
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """JSON lines; a truncated or blank line (an interrupted append) is skipped."""
+def read_jsonl(path: str | os.PathLike, *, predictions: bool | None = None) -> list[dict]:
+    """The JSON-object lines of `path`; a bad line (an interrupted append, a stray byte, not an
+    object) is skipped and counted on stderr. A missing file is a `DataError`. With
+    `predictions` set (True: a prediction file, False: an eval file) a record the scorer
+    could not take is dropped the same way."""
+    tally = Tally(f"reading {Path(path).name}")
     out = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
+    for lineno, record in read_jsonl_lines(path, drop=tally.drop):
+        if not isinstance(record, dict):
+            tally.drop("not-an-object", f"line {lineno}")
+            continue
+        problem = None if predictions is None else record_problem(record, predictions)
+        if problem:
+            tally.drop("malformed-record", f"line {lineno}: {problem}")
+        else:
+            out.append(record)
+    tally.keep(len(out))
+    if tally.total_dropped:
+        print(tally.summary(), file=sys.stderr)
     return out
 
 
@@ -158,7 +169,14 @@ def main(argv: Sequence[str] | None = None, transport: httpx.BaseTransport | Non
     sc.add_argument("eval_file")
     sc.add_argument("pred_file")
     args = parser.parse_args(argv)
+    try:
+        return _run(args, transport)
+    except CamelChatError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
+
+def _run(args: argparse.Namespace, transport: httpx.BaseTransport | None) -> int:
     if args.command == "infer":
         records = read_jsonl(args.eval_file)
         client = CompletionClient(
@@ -177,7 +195,11 @@ def main(argv: Sequence[str] | None = None, transport: httpx.BaseTransport | Non
         print(json.dumps({"written": written, "skipped": skipped, "failed": failed, "out": args.out}))
         return 1 if failed else 0
 
-    scores = score_benchmark(read_jsonl(args.eval_file), read_jsonl(args.pred_file))
+    try:
+        evals = read_jsonl(args.eval_file, predictions=False)
+        scores = score_benchmark(evals, read_jsonl(args.pred_file, predictions=True))
+    except ValueError as exc:  # the prediction file does not cover the eval file
+        raise CamelChatError(f"{args.pred_file}: {exc}") from None
     print(format_result_line(scores))
     print(json.dumps(scores, ensure_ascii=False))
     return 0

@@ -60,7 +60,9 @@ def task_dir(output_dir: str | Path, spec: TaskSpec) -> Path:
 
 def model_arguments(args: argparse.Namespace) -> list[str]:
     if args.model_path:
-        margs = f"pretrained={args.model_path},trust_remote_code=True,dtype={args.dtype}"
+        # Code shipped with a checkpoint runs only when asked (design §2.5).
+        remote = ",trust_remote_code=True" if getattr(args, "trust_remote_code", False) else ""
+        margs = f"pretrained={args.model_path}{remote},dtype={args.dtype}"
         return ["--model", "hf", "--model_args", margs, "--device", args.device]
     base = args.api_base.rstrip("/")
     if base.endswith("/v1"):
@@ -243,6 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--batch-size", default="auto")
     r.add_argument("--device", default="cuda")
     r.add_argument("--dtype", default="float16")
+    r.add_argument(
+        "--trust-remote-code", action="store_true", help="let lm_eval run code shipped with --model-path"
+    )
     r.add_argument("--limit", type=float, default=None, help="examples per task (testing)")
     r.add_argument("--lm-eval", default="lm_eval", help="the lm_eval executable")
     r.add_argument("--dry-run", action="store_true", help="print the commands only")

@@ -63,7 +63,7 @@ def read_metadata(path: str | Path) -> dict[str, Any] | None:
 
     A metadata file that is not a JSON object raises `DataError` naming it.
     """
-    from camel_chat.data_preprocessing.jsonfile import read_json
+    from camel_chat.json_input import read_json
 
     file = Path(path).expanduser() / METADATA_FILE
     if not file.is_file():

@@ -16,12 +16,12 @@ inside the functions.
 from __future__ import annotations
 
 import importlib.util
-import json
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from camel_chat.errors import CamelChatError
+from camel_chat.json_input import read_json
 
 if TYPE_CHECKING:
     import torch
@@ -72,8 +72,10 @@ def checkpoint_dtype(path: str | Path) -> torch.dtype | None:
     if not config.is_file():
         return None
     try:
-        raw = json.loads(config.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        raw = read_json(config)
+    except CamelChatError:
+        return None  # transformers reports an unreadable config.json when it loads the model
+    if not isinstance(raw, dict):
         return None
     name = raw.get("dtype") or raw.get("torch_dtype")
     if not isinstance(name, str) or name not in DTYPE_NAMES:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from camel_chat.errors import CamelChatError, run_command
+from camel_chat.json_input import read_json
 from camel_chat.serve.chat_io import ChatIO, make_chatio
 
 USER, ASSISTANT = "USER", "ASSISTANT"
@@ -244,8 +245,8 @@ def _command(line: str, conv: Conversation, chatio: ChatIO) -> str:
             chatio.info("usage: !!load FILE")
             return ""
         try:
-            loaded = Conversation.from_json(json.loads(Path(arg).read_text("utf-8")))
-        except (OSError, ValueError) as exc:
+            loaded = Conversation.from_json(read_json(arg))
+        except (CamelChatError, ValueError) as exc:
             chatio.info(f"cannot load {arg}: {exc}")
             return ""
         if loaded.template and conv.template and loaded.template != conv.template:

@@ -119,10 +119,33 @@ def _build(name: str, raw: dict[str, Any]) -> Template:
     )
 
 
+def parse_catalogue(text: str, where: str = "templates.toml") -> dict[str, Template]:
+    """Templates from TOML text; any mistake is a `CamelChatError` naming the template and field."""
+    try:
+        tables = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise CamelChatError(f"{where}: not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib parses nested arrays recursively
+        raise CamelChatError(f"{where}: not valid TOML: nested too deeply") from None
+    catalogue = {}
+    for name, raw in tables.items():
+        if not isinstance(raw, dict):
+            raise CamelChatError(f"{where}: {name!r} must be a [table] of template fields")
+        try:
+            catalogue[name] = _build(name, raw)
+        except CamelChatError as exc:
+            raise CamelChatError(f"{where}: {exc}") from None
+        except KeyError as exc:
+            raise CamelChatError(f"{where}: template {name!r}: missing field {exc.args[0]!r}") from None
+        except (TypeError, AttributeError, ValueError) as exc:  # a field of the wrong type
+            raise CamelChatError(f"{where}: template {name!r}: a field has the wrong type ({exc})") from None
+    return catalogue
+
+
 @cache
 def _catalogue() -> dict[str, Template]:
     text = resources.files("camel_chat.templates").joinpath("templates.toml").read_text("utf-8")
-    return {name: _build(name, raw) for name, raw in tomllib.loads(text).items()}
+    return parse_catalogue(text)
 
 
 def list_templates() -> list[str]:

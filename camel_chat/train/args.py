@@ -27,7 +27,8 @@ from typing import Any
 
 import transformers
 
-from camel_chat.errors import CamelChatError
+from camel_chat.errors import CamelChatError, DataError
+from camel_chat.json_input import read_json, read_text
 
 # Keys that hold a model's context length in config.json, most common first.
 _CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx")
@@ -207,8 +208,17 @@ def _read_config(path: str, parser: argparse.ArgumentParser) -> dict[str, Any]:
     if not file.is_file():
         raise CamelChatError(f"--config {path}: no such file")
     try:
-        values = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
+        values = yaml.safe_load(read_text(file)) or {}
+    except DataError as exc:
+        raise CamelChatError(f"--config {exc}") from None
+    except yaml.YAMLError as exc:  # PyYAML's message spans lines; keep the one that says where
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise CamelChatError(f"--config {path}: not valid YAML{at}: {problem}") from None
+    except RecursionError:  # PyYAML composes nested nodes recursively
+        raise CamelChatError(f"--config {path}: nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer over 4300 digits
         raise CamelChatError(f"--config {path}: not valid YAML: {exc}") from None
     if not isinstance(values, dict):
         raise CamelChatError(f"--config {path}: must be a mapping of flag names to values")
@@ -216,7 +226,49 @@ def _read_config(path: str, parser: argparse.ArgumentParser) -> dict[str, Any]:
     unknown = sorted(str(key) for key in values if key not in known or key in ("help", "config"))
     if unknown:
         raise CamelChatError(f"--config {path}: unknown field(s): {', '.join(unknown)}")
-    return values
+    actions = {action.dest: action for action in parser._actions}
+    # Fields whose type takes a list may be given one in YAML; TrainingArguments also takes a
+    # list for report_to and fsdp, though transformers declares those fields as `str`.
+    lists = {"report_to", "fsdp"} | {
+        f.name
+        for dc in getattr(parser, "dataclass_types", ())
+        for f in dataclasses.fields(dc)
+        if "list" in str(f.type).lower()
+    }
+    return {
+        key: _coerce(actions[key], value, f"--config {path}: {key}", key in lists)
+        for key, value in values.items()
+    }
+
+
+def _coerce(action: argparse.Action, value: Any, where: str, list_ok: bool = False) -> Any:
+    """`value` converted as argparse converts the same flag on the command line.
+
+    Defaults bypass argparse's type conversion, so without this a YAML list where a number
+    belongs would reach `TrainingArguments` and fail deep inside it, with a traceback.
+    """
+    if value is None:
+        if action.default is not None:  # only a flag that may be unset takes YAML's null
+            raise CamelChatError(f"{where}: needs a value (the YAML has null)")
+        return None
+    multiple = action.nargs in ("+", "*") or (list_ok and isinstance(value, list))
+    if isinstance(value, dict):
+        value = json.dumps(value)  # the dict-valued flags (fsdp_config & co) take JSON text
+    items = value if isinstance(value, list) else [value]
+    if isinstance(value, list) and not multiple:
+        raise CamelChatError(f"{where}: expected one value, got a list")
+    converted = []
+    for item in items:
+        if isinstance(item, (dict, list)):
+            raise CamelChatError(f"{where}: expected a plain value, got {type(item).__name__}")
+        try:
+            out = action.type(str(item)) if callable(action.type) else str(item)
+        except (ValueError, TypeError, argparse.ArgumentTypeError) as exc:
+            raise CamelChatError(f"{where}: invalid value {str(item)[:80]!r} ({exc})") from None
+        if action.choices is not None and out not in action.choices:
+            raise CamelChatError(f"{where}: {str(item)[:80]!r} is not one of {list(action.choices)}")
+        converted.append(out)
+    return converted if multiple else converted[0]
 
 
 def parse_args(argv: Sequence[str] | None, *, qlora: bool) -> TrainConfig:
@@ -290,9 +342,9 @@ def _model_config(model: ModelArguments, cache_dir: str | None) -> tuple[dict[st
                 f"from the Hub ({type(exc).__name__}: {exc})"
             ) from None
     try:
-        return json.loads(file.read_text(encoding="utf-8")), str(file)
-    except (OSError, ValueError) as exc:
-        raise CamelChatError(f"--model_name_or_path {name}: unreadable {file}: {exc}") from None
+        return read_json(file), str(file)
+    except CamelChatError as exc:
+        raise CamelChatError(f"--model_name_or_path {name}: unreadable config: {exc}") from None
 
 
 def model_context_length(config_json: dict[str, Any]) -> tuple[str, int] | None:

@@ -36,9 +36,9 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from camel_chat.conversation import Conversation, ConversationError, Message, from_sharegpt, validate
-from camel_chat.data_preprocessing.jsonfile import read_json, read_jsonl
 from camel_chat.data_preprocessing.tally import Tally
 from camel_chat.errors import CamelChatError, DataError
+from camel_chat.json_input import read_json, read_jsonl
 from camel_chat.templates import IGNORE_INDEX, Encoded, SegmentEncoder, Template, get_template, render
 
 # Bump when the cache file layout or the meaning of its contents changes.

@@ -33,8 +33,11 @@ def test_hf_commands(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None
     for cmd in cmds:
         assert cmd[0] == "lm_eval"
         assert flag(cmd, "--model") == "hf"
-        assert flag(cmd, "--model_args") == "pretrained=/models/camel 7b,trust_remote_code=True,dtype=float16"
+        # the seed passed trust_remote_code=True always; here only --trust-remote-code does
+        assert flag(cmd, "--model_args") == "pretrained=/models/camel 7b,dtype=float16"
         assert flag(cmd, "--device") == "cuda"
+    asked = commands(capsys, "--model-path", "/m", "--output-dir", str(tmp_path), "--trust-remote-code")
+    assert flag(asked[0], "--model_args") == "pretrained=/m,trust_remote_code=True,dtype=float16"
     assert flag(cmds[0], "--output_path") == str(tmp_path / "arc_challenge-25-shots")
     assert len({flag(c, "--output_path") for c in cmds}) == 4
 

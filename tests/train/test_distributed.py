@@ -342,7 +342,7 @@ def test_fsdp2_sharded_checkpoint_consolidates_to_the_full_state_dict(
         checkpoint = folder / "checkpoint-3"
         assert (checkpoint / "pytorch_model_fsdp_0" / ".metadata").is_file()
         assert len(list((checkpoint / "pytorch_model_fsdp_0").glob("*.distcp"))) == 2  # one per rank
-        reference = torch.load(folder / "reference.pt")
+        reference = torch.load(folder / "reference.pt", weights_only=True)
         final = folder / "final"
         assert not (final / "pytorch_model_fsdp_0").exists()  # the hook removed its shards
         initial = _weights(model_dir)
