@@ -5,15 +5,17 @@ that count is most of its run time. Two backends, both exact:
 
 - `SentencePieceCounter`: the `sentencepiece` library on the tokenizer's own
   `tokenizer.model`, all cores (`num_threads`). Chosen for SentencePiece-based tokenizers
-  (LLaMA, Mistral) whose ids it reproduces; about 2–3× faster than the Rust tokenizer on
-  the same text. Where the two libraries are known to differ it hands the text to the Rust
-  backend instead: text that starts with a space or holds a run of spaces (the Hugging Face
-  conversion merges "▁▁▁▁" + "return" where SentencePiece keeps "▁▁▁" + "▁return") and text
-  with an added token anywhere but at its end (Hugging Face splits there and adds no dummy
-  prefix after it). An added token at the end (the template's `</s>`) counts as one token.
-  Before trusting it, `choose_counter` compares its ids with the Rust tokenizer's on probe
-  texts, and the first `count` on a sample of the real texts; any difference switches to
-  the Rust backend for good and says why.
+  (LLaMA, Mistral) whose ids it reproduces. One known difference is removed at load: a
+  converted `tokenizer.json` may rank BPE merges differently from the `.model` scores
+  (the Mistral conversion ranks the whitespace runs "▁▁", "▁▁▁▁" first, the `.model` scores
+  them last, so indented code splits differently), so the model's piece scores are replaced
+  by the Hugging Face merge ranks (needs `protobuf`; without it, text with a run of spaces
+  goes to Rust). Where the two still differ it hands the text to the Rust backend: text
+  that starts with a space (Hugging Face adds no dummy prefix there) and text with an added
+  token anywhere but at its end (Hugging Face splits there). An added token at the end (the
+  template's `</s>`) counts as one token. Before trusting it, `choose_counter` compares its
+  ids with the Rust tokenizer's on probe texts, and the first `count` on a sample of the
+  real texts; any difference switches to the Rust backend for good and says why.
 - `RustCounter`: the tokenizer's Rust backend (`encode_batch_fast`), the texts cut into one
   slice per core encoded in threads (the call releases the GIL). That uses every core even
   when `TOKENIZERS_PARALLELISM=false`, which only turns off the library's own thread pool.
@@ -25,6 +27,7 @@ that count is most of its run time. Two backends, both exact:
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import os
 import re
@@ -113,15 +116,16 @@ class SentencePieceCounter:
 
     def __init__(
         self,
-        model_file: str | Path,
+        processor: Any,
         added: dict[str, int],
         fallback: RustCounter,
         threads: int | None = None,
         note: Callable[[str], None] = _log.warning,
+        *,
+        space_runs: bool = True,
     ) -> None:
-        import sentencepiece
-
-        self.sp = sentencepiece.SentencePieceProcessor(model_file=str(model_file))
+        self.sp = processor
+        self.space_runs = space_runs  # False: text with "  " goes to Rust (merge ranks not aligned)
         self.added = added
         self.fallback = fallback
         self.threads = threads or cores()
@@ -135,7 +139,7 @@ class SentencePieceCounter:
 
     def route(self, text: str) -> tuple[str, list[int]] | None:
         """(body for sentencepiece, ids of the trailing added tokens), or None: Rust's job."""
-        if text.startswith(" ") or "  " in text or not text:
+        if not text or text.startswith(" ") or (not self.space_runs and "  " in text):
             return None
         if self._added_any is None or not any(c in text for c in self._first_chars):
             return text, []
@@ -145,8 +149,6 @@ class SentencePieceCounter:
         if match.start() == 0 or not self._added_tail.fullmatch(text, match.start()):
             return None  # an added token inside the text, or nothing before it
         body = text[: match.start()]
-        if body.startswith(" ") or "  " in body:
-            return None
         tail = [self.added[m.group()] for m in self._added_any.finditer(text, match.start())]
         return body, tail
 
@@ -197,15 +199,47 @@ def choose_counter(
     reason = _sentencepiece_unusable(tokenizer)
     if reason is None:
         try:
-            counter = SentencePieceCounter(_model_file(tokenizer), _added(tokenizer), rust, threads, note)
-        except (ImportError, OSError, RuntimeError) as exc:
+            processor, aligned = load_processor(tokenizer)
+        except (ImportError, OSError, RuntimeError, ValueError) as exc:
             reason = f"cannot load tokenizer.model ({exc})"
         else:
+            added = _added(tokenizer)
+            counter = SentencePieceCounter(processor, added, rust, threads, note, space_runs=aligned)
             reason = counter.agrees(PROBES)
             if reason is None:
                 return counter
     note(f"token counts: using the Rust tokenizer on all cores ({reason})")
     return rust
+
+
+def load_processor(tokenizer: Any) -> tuple[Any, bool]:
+    """The tokenizer's SentencePiece model with its BPE scores set to the Hugging Face merge
+    ranks; the bool says whether that was done (else: the `.model` as it is)."""
+    import sentencepiece
+
+    path = _model_file(tokenizer)
+    assert path is not None  # checked by _sentencepiece_unusable
+    raw = path.read_bytes()
+    try:
+        from sentencepiece import sentencepiece_model_pb2
+    except ImportError:  # protobuf is missing
+        return sentencepiece.SentencePieceProcessor(model_proto=raw), False
+    model = json.loads(tokenizer.backend_tokenizer.to_str())["model"]
+    if model.get("type") != "BPE":
+        return sentencepiece.SentencePieceProcessor(model_proto=raw), True  # unigram: same scores
+    rank: dict[str, int] = {}
+    for i, merge in enumerate(model["merges"]):
+        left, right = merge.split(" ", 1) if isinstance(merge, str) else merge
+        rank.setdefault(left + right, i)
+    proto = sentencepiece_model_pb2.ModelProto()
+    proto.ParseFromString(raw)
+    normal = sentencepiece_model_pb2.ModelProto.SentencePiece.NORMAL
+    for piece in proto.pieces:
+        if piece.piece in rank:
+            piece.score = -float(rank[piece.piece])
+        elif piece.type == normal and len(piece.piece) > 1:
+            piece.score = -1e12  # no Hugging Face merge makes it: merge it last, if ever
+    return sentencepiece.SentencePieceProcessor(model_proto=proto.SerializeToString()), True
 
 
 def _model_file(tokenizer: Any) -> Path | None:

@@ -113,3 +113,35 @@ def test_rust_counter_slices_keep_order(threads: int, llama_sp_tokenizer: Any) -
     assert bounds[0] == 0 and bounds[-1] == len(texts) and len(bounds) - 1 <= threads
     sizes = [sum(map(len, texts[a:b])) for a, b in itertools.pairwise(bounds)]
     assert max(sizes) - min(sizes) <= 2 * max(map(len, texts))  # balanced by characters
+
+
+CODE = ["def f(x):\n    return x * 2\n", "if a:\n        b()\n  c", "x  y   z    w", "tab\t  x"]
+
+
+def test_merge_ranks_are_taken_from_the_hf_tokenizer(llama_sp_tokenizer: Any) -> None:
+    import sentencepiece
+
+    hf_ids = SegmentEncoder(llama_sp_tokenizer).encode_texts(CODE)
+    processor, aligned = counting.load_processor(llama_sp_tokenizer)
+    assert aligned and processor.encode(CODE) == hf_ids
+    # The .model's own scores rank the whitespace runs last: indented code differs.
+    plain = sentencepiece.SentencePieceProcessor(model_file=str(counting._model_file(llama_sp_tokenizer)))
+    assert plain.encode(CODE) != hf_ids
+
+
+def test_without_protobuf_space_runs_go_to_rust(
+    llama_sp_tokenizer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    import sentencepiece
+
+    # `from sentencepiece import sentencepiece_model_pb2` fails, as without protobuf.
+    monkeypatch.delattr(sentencepiece, "sentencepiece_model_pb2", raising=False)
+    monkeypatch.setitem(sys.modules, "sentencepiece.sentencepiece_model_pb2", None)
+    counter = choose_counter(llama_sp_tokenizer)
+    assert isinstance(counter, SentencePieceCounter) and not counter.space_runs
+    assert all(counter.route(t) is None for t in CODE[:3])
+    texts = awkward_texts(6, 500) + CODE
+    assert counter.count(texts) == hf_counts(llama_sp_tokenizer, texts)
+    assert counter.disabled is None
