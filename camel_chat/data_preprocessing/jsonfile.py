@@ -43,3 +43,22 @@ def write_jsonl(path: str | Path, records: Iterable[Any]) -> None:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
     _atomic_write(Path(path), write)
+
+
+def write_json_array(path: str | Path, items: Iterable[Any]) -> int:
+    """Write a JSON array atomically, one element at a time as `items` yields them; return
+    how many. Byte for byte what `write_json(path, list(items))` writes (indent 2, ASCII)."""
+
+    count = 0
+
+    def write(handle: Any) -> None:
+        nonlocal count
+        for item in items:
+            handle.write(",\n  " if count else "[\n  ")
+            # JSON strings hold no raw newline, so every newline is layout: one level deeper.
+            handle.write(json.dumps(item, indent=2).replace("\n", "\n  "))
+            count += 1
+        handle.write("\n]" if count else "[]")
+
+    _atomic_write(Path(path), write)
+    return count

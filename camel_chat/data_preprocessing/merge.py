@@ -9,6 +9,12 @@ boundaries so that every piece, rendered with `--template` (BOS, system prompt, 
 headers, separators and end-of-turn tokens included), is at most `--max-length` tokens;
 see `split.py` for the rules. Invalid records are dropped and counted by reason; the
 output is shuffled with a fixed seed and written atomically.
+
+Speed: token counting is most of the work, so it runs on the fastest exact backend for the
+tokenizer (`camel_chat.templates.counting`: sentencepiece for LLaMA-family tokenizers, the
+Rust tokenizer otherwise) on every core, whatever `TOKENIZERS_PARALLELISM` says; the line
+"token counts: ..." says which. The pieces are written as they are built (the split and
+shuffle need only the token counts), into a temporary file renamed at the end.
 """
 
 from __future__ import annotations
@@ -16,15 +22,16 @@ from __future__ import annotations
 import argparse
 import random
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from camel_chat.data_preprocessing.jsonfile import write_json
-from camel_chat.data_preprocessing.split import prepare_all, split
+from camel_chat.data_preprocessing.jsonfile import write_json_array
+from camel_chat.data_preprocessing.split import Prepared, piece, prepare_all, spans
 from camel_chat.data_preprocessing.tally import Tally
 from camel_chat.errors import CamelChatError, run_command
 from camel_chat.json_input import iter_json_array
+from camel_chat.templates.counting import choose_counter
 from camel_chat.templates.encode import SegmentEncoder
 from camel_chat.templates.length import LengthModel
 from camel_chat.templates.template import get_template, list_templates
@@ -58,16 +65,31 @@ def load_conversations(directory: Path) -> list[dict[str, Any]]:
     return records
 
 
+def plan(
+    records: Sequence[dict[str, Any]], model: LengthModel, max_length: int, seed: int, tally: Tally
+) -> list[tuple[Prepared, int, int]]:
+    """Validate, split and shuffle, as (conversation, start, end) turn ranges; pure apart
+    from the tokenizer behind `model`. The shuffle permutes the pieces exactly as
+    `random.Random(seed).shuffle` would permute the list of piece records."""
+    ranges: list[tuple[Prepared, int, int]] = []
+    for prepared in prepare_all(records, model, tally):
+        tally.keep()
+        ranges += [(prepared, start, end) for start, end in spans(prepared, max_length, tally)]
+    random.Random(seed).shuffle(ranges)
+    return ranges
+
+
+def iter_pieces(ranges: Sequence[tuple[Prepared, int, int]]) -> Iterator[dict[str, Any]]:
+    """The piece records of a plan, built one at a time (for streaming them out)."""
+    for prepared, start, end in ranges:
+        yield piece(prepared, start, end)
+
+
 def merge(
     records: Sequence[dict[str, Any]], model: LengthModel, max_length: int, seed: int, tally: Tally
 ) -> list[dict[str, Any]]:
     """Validate, split and shuffle; pure apart from the tokenizer behind `model`."""
-    pieces: list[dict[str, Any]] = []
-    for prepared in prepare_all(records, model, tally):
-        tally.keep()
-        pieces += split(prepared, max_length, tally)
-    random.Random(seed).shuffle(pieces)
-    return pieces
+    return list(iter_pieces(plan(records, model, max_length, seed, tally)))
 
 
 def run(argv: Sequence[str] | None = None) -> int:
@@ -78,14 +100,17 @@ def run(argv: Sequence[str] | None = None) -> int:
     if args.max_length < 16:
         raise CamelChatError(f"--max-length {args.max_length}: too small to hold a turn pair")
     template = get_template(args.template)
-    model = LengthModel(template, SegmentEncoder(load_tokenizer(args.tokenizer_path)))
+    tokenizer = load_tokenizer(args.tokenizer_path)
+    counter = choose_counter(tokenizer, note=print)
+    print(f"token counts: {counter.name} backend")
+    model = LengthModel(template, SegmentEncoder(tokenizer), counter)
     records = load_conversations(directory)
     tally = Tally("merge")
-    pieces = merge(records, model, args.max_length, args.seed, tally)
+    ranges = plan(records, model, args.max_length, args.seed, tally)
     out = directory / args.out_file
-    write_json(out, pieces)
+    written = write_json_array(out, iter_pieces(ranges))
     print(tally.summary())
-    print(f"total: {len(records)}, new: {len(pieces)}")
+    print(f"total: {len(records)}, new: {written}")
     print(f"wrote {out}")
     return 0
 

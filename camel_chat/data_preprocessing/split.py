@@ -112,31 +112,39 @@ def _shapes(model: LengthModel, system: str | None) -> tuple[MessageShape, Messa
     )
 
 
-def split(prep: Prepared, max_length: int, tally: Tally) -> list[dict[str, Any]]:
-    """Greedy split of one prepared conversation into pieces of at most `max_length` tokens."""
-    pieces: list[dict[str, Any]] = []
-    record_id = str(prep.record.get("id", ""))
+def spans(prep: Prepared, max_length: int, tally: Tally) -> list[tuple[int, int]]:
+    """Greedy split of one prepared conversation: the turn ranges [start, end) of its pieces,
+    each at most `max_length` tokens once rendered."""
+    out: list[tuple[int, int]] = []
     start: int | None = None
     used = 0
-
-    def emit(end: int) -> None:
-        if start is not None:
-            turns = (
-                [{"from": "system", "value": prep.system}] if prep.system is not None else []
-            ) + prep.turns[start:end]
-            extra = {k: v for k, v in prep.record.items() if k not in ("id", "conversations")}
-            pieces.append({"id": f"{record_id}_{start}", **extra, "conversations": turns})
-
     for k in range(len(prep.pair_rest)):
         if start is not None and used + prep.pair_rest[k] <= max_length:
             used += prep.pair_rest[k]
             continue
-        emit(2 * k)
+        if start is not None:
+            out.append((start, 2 * k))
         cost = prep.pair_first[k]
         if cost > max_length:
+            record_id = prep.record.get("id", "")
             tally.drop("pair-over-budget", f"{record_id} turns {2 * k}-{2 * k + 1}: {cost} tokens")
             start, used = None, 0
             continue
         start, used = 2 * k, cost
-    emit(len(prep.turns))
-    return pieces
+    if start is not None:
+        out.append((start, len(prep.turns)))
+    return out
+
+
+def piece(prep: Prepared, start: int, end: int) -> dict[str, Any]:
+    """The record for turns [start, end): the seed's id, the record's other keys, the system turn."""
+    turns = ([{"from": "system", "value": prep.system}] if prep.system is not None else []) + prep.turns[
+        start:end
+    ]
+    extra = {k: v for k, v in prep.record.items() if k not in ("id", "conversations")}
+    return {"id": f"{prep.record.get('id', '')}_{start}", **extra, "conversations": turns}
+
+
+def split(prep: Prepared, max_length: int, tally: Tally) -> list[dict[str, Any]]:
+    """Greedy split of one prepared conversation into pieces of at most `max_length` tokens."""
+    return [piece(prep, start, end) for start, end in spans(prep, max_length, tally)]

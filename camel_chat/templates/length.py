@@ -9,6 +9,10 @@ encoder tokenizes segments one by one. So the token length of any run of message
 which is what `merge.py` needs to split conversations exactly without rendering and
 tokenizing every candidate piece. `tests/templates/test_length.py` checks it against
 `SegmentEncoder.encode(render(...))` on many conversations.
+
+The content segments are counted by a `TokenCounter` (`counting.py`): by default the
+encoder's own batched call; `merge.py` passes `choose_counter(tokenizer)`, the fastest
+backend that gives the same ids (sentencepiece for LLaMA-family tokenizers).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from camel_chat.conversation import Role
+from camel_chat.templates.counting import TokenCounter
 from camel_chat.templates.encode import SegmentEncoder
 from camel_chat.templates.render import message_segments, preamble
 from camel_chat.templates.template import Template
@@ -45,9 +50,12 @@ class MessageShape:
 class LengthModel:
     """Token lengths for one template and tokenizer."""
 
-    def __init__(self, template: Template, encoder: SegmentEncoder) -> None:
+    def __init__(
+        self, template: Template, encoder: SegmentEncoder, counter: TokenCounter | None = None
+    ) -> None:
         self.template = template
         self.encoder = encoder
+        self.counter = counter
         self.shape = cache(self._shape)
         self.preamble_tokens = cache(self._preamble_tokens)
 
@@ -73,4 +81,6 @@ class LengthModel:
 
     def content_lengths(self, texts: Sequence[str]) -> list[int]:
         """Token counts of content texts made by `MessageShape.content_text`, one batched call."""
-        return self.encoder.count_texts(texts)
+        if self.counter is None:
+            return self.encoder.count_texts(texts)
+        return self.counter.count(texts)
