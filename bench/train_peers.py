@@ -73,6 +73,9 @@ def make_pieces(tokenizer: Any, template: Any, args: argparse.Namespace) -> list
         index = 0
         while len(got) < want:
             records = [conversation(rng, pool, source, index + i) for i in range(50)]
+            for record in records:  # the shapes are for 2048-token budgets: keep every pair placeable
+                for turn in record["conversations"]:
+                    turn["value"] = " ".join(turn["value"].split()[: args.max_length // 3])
             index += len(records)
             got += merge(records, lengths, args.max_length, args.seed, Tally("split"))
         pieces += got[:want]
