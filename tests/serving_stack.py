@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,8 +108,17 @@ class Stack:
 
 
 @contextmanager
-def serving_stack(root: Path, *, context_length: int = 256, api_keys: str | None = None) -> Iterator[Stack]:
-    """Controller + model_worker (+ the OpenAI API server when `api_keys` is given)."""
+def serving_stack(
+    root: Path,
+    *,
+    context_length: int = 256,
+    api_keys: str | None = None,
+    worker_args: Sequence[str] = (),
+    api_args: Sequence[str] = (),
+) -> Iterator[Stack]:
+    """Controller + model_worker (+ the OpenAI API server when `api_keys` is given, "" for no auth).
+
+    `worker_args` and `api_args` are extra flags for the worker and the API server."""
     checkpoint = write_checkpoint(root / "tiny-vicuna", context_length)
     c_port, w_port = free_port(), free_port()
     controller, worker = f"http://127.0.0.1:{c_port}", f"http://127.0.0.1:{w_port}"
@@ -122,7 +131,7 @@ def serving_stack(root: Path, *, context_length: int = 256, api_keys: str | None
         wrk = start([
             *py, "camel_chat.serve.model_worker", "--host", "127.0.0.1", "--port", str(w_port),
             "--worker-address", worker, "--controller-address", controller,
-            "--model-path", str(checkpoint), "--model-names", MODEL, "--device", "cpu",
+            "--model-path", str(checkpoint), "--model-names", MODEL, "--device", "cpu", *worker_args,
         ], root / "worker.log", procs)  # fmt: skip
         wait_until(lambda: healthy(f"{worker}/health"), wrk, root / "worker.log", "model_worker")
         wait_until(lambda: registered(controller), wrk, root / "worker.log", "worker registration")
@@ -132,7 +141,7 @@ def serving_stack(root: Path, *, context_length: int = 256, api_keys: str | None
             api = f"http://127.0.0.1:{a_port}"
             srv = start([
                 *py, "camel_chat.serve.openai_api_server", "--host", "127.0.0.1", "--port", str(a_port),
-                "--controller-address", controller, "--api-keys", api_keys,
+                "--controller-address", controller, "--api-keys", api_keys, *api_args,
             ], root / "api.log", procs)  # fmt: skip
             wait_until(lambda: healthy(f"{api}/health"), srv, root / "api.log", "openai_api_server")
         yield Stack(controller, worker, api, checkpoint)

@@ -13,9 +13,10 @@ loop never blocks:
     decode    ONE forward pass advances every running request by one token
 
 so requests join and leave at step boundaries. A request leaves when it stops (stop token, stop
-string, max_new_tokens) or when its consumer stops iterating (the client went away): its row is
-dropped before the next step. Consumers wait on an event and read an immutable snapshot, so a
-slow consumer skips intermediate texts instead of queueing them.
+string, max_new_tokens) or when its consumer stops iterating (the client went away), or when the
+task consuming it has ended without closing it: its row is dropped before the next step.
+Consumers wait on an event and read an immutable snapshot, so a slow consumer skips
+intermediate texts instead of queueing them.
 """
 
 from __future__ import annotations
@@ -165,6 +166,7 @@ class TransformersEngine(ChatFormatQueries):
         seq = RequestState(
             prompt_ids, params, limits, StopStrings(stops), stop_ids, IncrementalDecoder(self.tokenizer)
         )
+        seq.consumer = asyncio.current_task()
         self._submit(seq)
         shown: Snapshot | None = None
         try:
@@ -217,6 +219,7 @@ class TransformersEngine(ChatFormatQueries):
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
+            self._drop_orphans()
             admitted: list[RequestState] = []
             while self._waiting and len(self._running) + len(admitted) < self.max_batch_size:
                 seq = self._waiting.popleft()
@@ -239,6 +242,14 @@ class TransformersEngine(ChatFormatQueries):
                         seq.fail(exc)
                 await loop.run_in_executor(self._executor, self._reset)
             self._notify(touched)
+
+    def _drop_orphans(self) -> None:
+        """Belt and braces: a request whose consumer task has ended leaves at the next step, even
+        if nobody closed its generator (no slot or batch row is held for a dead request)."""
+        for seq in (*self._waiting, *self._running):
+            if not seq.done and not seq.cancelled and seq.consumer_gone:
+                log.warning("dropping a request whose consumer is gone")
+                seq.cancelled = True
 
     @staticmethod
     def _notify(seqs: Sequence[RequestState]) -> None:

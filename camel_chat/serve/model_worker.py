@@ -3,7 +3,8 @@ FastChat's worker protocol, registered at a controller.
 
     python -m camel_chat.serve.model_worker --model-path path/to/checkpoint \\
         [--device cpu|cuda|mps] [--port 21002] [--controller-address http://localhost:21001] \\
-        [--model-names a,b] [--conv-template vicuna_v1.1] [--limit-worker-concurrency 16] [--no-register]
+        [--model-names a,b] [--conv-template vicuna_v1.1] [--limit-worker-concurrency 16] \\
+        [--max-waiting 64] [--no-register]
 
 The model is loaded by `camel_chat.model.loader`; its template comes from the checkpoint (our
 metadata, else the tokenizer's chat_template, else the camel/vicuna path fallback), and
@@ -25,6 +26,7 @@ from camel_chat.errors import CamelChatError, run_command
 from camel_chat.serve.worker_app import (
     DEFAULT_HEART_BEAT_INTERVAL,
     DEFAULT_LIMIT,
+    DEFAULT_WAITING_PER_SLOT,
     ConcurrencyLimiter,
     WorkerSettings,
     make_app,
@@ -62,6 +64,13 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_LIMIT,
         help=f"requests served at once; more wait (default {DEFAULT_LIMIT})",
     )
+    parser.add_argument(
+        "--max-waiting",
+        type=int,
+        default=None,
+        help=f"requests that may wait for a slot; more are answered 429 + Retry-After "
+        f"(default {DEFAULT_WAITING_PER_SLOT} x --limit-worker-concurrency)",
+    )
     parser.add_argument("--no-register", action="store_true", help="do not register at the controller")
     parser.add_argument(
         "--heart-beat-interval",
@@ -81,6 +90,8 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
 def settings_from_args(args: argparse.Namespace) -> WorkerSettings:
     if args.limit_worker_concurrency < 1:
         raise CamelChatError("--limit-worker-concurrency must be at least 1")
+    if args.max_waiting is not None and args.max_waiting < 0:
+        raise CamelChatError("--max-waiting must be 0 or more")
     address = args.worker_address
     if address is None:
         host = "localhost" if args.host in ("0.0.0.0", "::", "") else args.host
@@ -89,6 +100,7 @@ def settings_from_args(args: argparse.Namespace) -> WorkerSettings:
         worker_address=address,
         controller_address=args.controller_address,
         limit_worker_concurrency=args.limit_worker_concurrency,
+        max_waiting=args.max_waiting,
         register=not args.no_register,
         heart_beat_interval=args.heart_beat_interval,
         retry_interval=min(5.0, args.heart_beat_interval),

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from camel_chat.serve.disconnect import finish
 from camel_chat.serve.errors import (
     BadRequest,
     InternalError,
@@ -129,6 +130,8 @@ class WorkerStream:
         except StopAsyncIteration:
             return None
         except httpx.HTTPError as exc:
+            if self.closed:  # we dropped the connection (the client left): not a worker failure
+                return None
             self._on_failure(self.address)
             raise ServiceUnavailable(f"the worker failed while generating ({type(exc).__name__})") from exc
         try:
@@ -150,11 +153,13 @@ class WorkerStream:
             yield chunk
 
     async def aclose(self) -> None:
+        """Drop the connection (the worker then cancels the generation and frees its slot), to
+        the end even if the caller is being cancelled (see `disconnect.py`)."""
         if self.closed:
             return
         self.closed = True
         try:
-            await self._response.aclose()  # drops the connection: the worker cancels the generation
+            await finish(self._response.aclose())
         finally:
             # RuntimeError: still being iterated by a reader that is being cancelled.
             with contextlib.suppress(RuntimeError):

@@ -4,9 +4,9 @@ Each handler parses its body leniently (protocol.py), takes admission slots (429
 `--max-queue`), routes through `Backend` (cached controller, pooled workers) and answers in the
 OpenAI shape (openai_stream.py). Chat requests go to the worker as `messages`, so the worker
 renders them with its own template and reports exact usage; completions send the raw prompt.
-Streams are `ManagedStreamingResponse`s: whatever ends them (done, error, client gone), their
-worker connections are closed and their admission slots released exactly once. Non-streaming
-requests are cancelled too when the client disconnects.
+Streams are `disconnect.ClosingStreamingResponse`s: whatever ends them (done, error, client
+gone), their worker connections are closed and their admission slots released exactly once.
+Non-streaming requests are cancelled too when the client disconnects (`until_disconnect`).
 
 `router` is mounted by `openai_api_server.make_app`; the app state it needs is `backend`,
 `admission`, `settings` and `metrics`.
@@ -21,13 +21,13 @@ import json
 import sys
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncGenerator, Callable
+from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
-from starlette.types import Receive, Scope, Send
+from fastapi.responses import JSONResponse, Response
 
+from camel_chat.serve.disconnect import CLIENT_CLOSED, ClientGone, ClosingStreamingResponse, until_disconnect
 from camel_chat.serve.errors import BadRequest, NotFound, ServeError
 from camel_chat.serve.openai_backend import Admission, Backend
 from camel_chat.serve.openai_stream import (
@@ -48,27 +48,8 @@ from camel_chat.serve.protocol import (
     WorkerMessage,
 )
 
-T = TypeVar("T")
 router = APIRouter()
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-
-
-class ManagedStreamingResponse(StreamingResponse):
-    """A StreamingResponse that always runs `on_close` once it is over, however it ends.
-
-    Starlette does not close a body iterator it stopped early (client disconnect), so the
-    cleanup (close worker streams, release slots) cannot live in the generator alone.
-    """
-
-    def __init__(self, content: AsyncIterator[bytes], on_close: Callable[[], Awaitable[None]], **kw: Any):
-        super().__init__(content, **kw)
-        self._on_close = on_close
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            await self._on_close()
 
 
 async def read_json(request: Request) -> dict[str, Any]:
@@ -81,34 +62,6 @@ async def read_json(request: Request) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise BadRequest("the request body must be a JSON object")
     return data
-
-
-class ClientGone(Exception):
-    """The client disconnected before a non-streaming answer was ready."""
-
-
-CLIENT_CLOSED = 499  # nginx's "client closed request"; nobody reads it, metrics count it
-
-
-async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
-    """Await `work`, cancelling it if the client disconnects first (the worker then stops too)."""
-
-    async def disconnected() -> None:
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
-
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(disconnected())
-    try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watcher.cancel()
-        if not task.done():
-            task.cancel()
-        await asyncio.gather(watcher, return_exceptions=True)
-    if task.cancelled():
-        raise ClientGone()
-    return task.result()
 
 
 def _state(request: Request) -> tuple[Backend, Admission, Any]:
@@ -194,7 +147,7 @@ async def _generate(
         model, choices = await _open_choices(backend, requested, payloads)
         if not stream:
             try:
-                await until_disconnect(request, collect(choices))
+                await until_disconnect(request.receive, collect(choices))
             except ClientGone:
                 await release(choices, None)
                 return Response(status_code=CLIENT_CLOSED)
@@ -208,11 +161,10 @@ async def _generate(
     body_iter = events(stream_shape, choices)
     headers = {**SSE_HEADERS, "x-request-id": stream_shape.rid}
 
-    async def on_close() -> None:
-        await body_iter.aclose()
+    async def on_close() -> None:  # the response closed body_iter first
         await release(choices, stream_shape.usage)
 
-    return ManagedStreamingResponse(body_iter, on_close, media_type="text/event-stream", headers=headers)
+    return ClosingStreamingResponse(body_iter, on_close, media_type="text/event-stream", headers=headers)
 
 
 def _rid(prefix: str) -> str:
@@ -296,7 +248,7 @@ async def _embeddings(request: Request, path_model: str | None) -> Response:
     admission.acquire(1)
     try:
         model, vectors, tokens = await until_disconnect(
-            request, backend.embed(requested, texts, settings.embedding_batch_size)
+            request.receive, backend.embed(requested, texts, settings.embedding_batch_size)
         )
     except ClientGone:
         return Response(status_code=CLIENT_CLOSED)
@@ -355,4 +307,4 @@ async def get_model(request: Request, model_id: str) -> Response:
     return JSONResponse(_card(match, request.app.state.started))
 
 
-__all__ = ["ManagedStreamingResponse", "ServeError", "router"]
+__all__ = ["ServeError", "router"]

@@ -23,6 +23,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from camel_chat.serve.disconnect import finish
 from camel_chat.serve.errors import to_openai_error
 from camel_chat.serve.openai_backend import WorkerStream
 
@@ -134,6 +135,16 @@ async def close_all(choices: list[Choice]) -> None:
             await choice.stream.aclose()
 
 
+async def _stop_readers(choices: list[Choice], tasks: list[asyncio.Future[Any]]) -> None:
+    """Close the worker streams first (their readers then end on their own), then cancel and
+    await the readers. Cancelling a reader mid-read instead can leave httpcore's connection
+    marked closed with its socket open: the worker then never learns the client left."""
+    await close_all(choices)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 # ---------------------------------------------------------------------- non-streaming
 
 
@@ -149,9 +160,7 @@ async def collect(choices: list[Choice]) -> None:
     try:
         await asyncio.gather(*tasks)
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await finish(_stop_readers(choices, tasks))
 
 
 def chat_response(
@@ -267,9 +276,7 @@ async def merged(
                 state.ping_due = False
                 yield None
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await finish(_stop_readers(choices, tasks))
 
 
 @dataclass

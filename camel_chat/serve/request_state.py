@@ -61,9 +61,16 @@ class RequestState:
         self.lp_top: list[dict[str, float]] = []
         self.lp_offsets: list[int] = []
         self.cancelled = False
+        # The task reading this request's chunks: once it is done, nobody will read any more,
+        # so the engine drops the row even if the generator was never closed.
+        self.consumer: asyncio.Task[Any] | None = None
         self.error: BaseException | None = None
         self.snapshot: Snapshot | None = None
         self.event = asyncio.Event()
+
+    @property
+    def consumer_gone(self) -> bool:
+        return self.consumer is not None and self.consumer.done()
 
     @property
     def done(self) -> bool:

@@ -7,13 +7,14 @@ with the cumulative text), /worker_generate (the last chunk), /worker_get_embedd
 /worker_get_status, /count_token, /model_details, /worker_get_conv_template, the legacy
 /worker_generate_completion(_stream), GET /health and GET /metrics (Prometheus).
 
-What the app owns: the concurrency limit (a slot per generate/embedding request, released in
-`finally`, so an error or a client that goes away never leaks one), cancelling generation when
-the client disconnects (streaming and not), usage in the metrics, and the registration +
-heartbeat loop in the lifespan (`registration.py`). Errors travel as FastChat error chunks
-(HTTP 200, `error_code` != 0): a client error's text is its message (e.g. the context limit),
-a server error's is FastChat's banner plus the detail. The commands are `model_worker` and
-`vllm_worker`.
+What the app owns: the concurrency limit (a slot per generate/embedding request, taken before the
+answer starts and released however it ends, so an error or a client that goes away never leaks
+one; at most `max_waiting` wait for a slot, more get 429 + Retry-After), cancelling generation
+when the client disconnects (streaming and not, through `disconnect.py`), usage in the
+metrics, and the registration + heartbeat loop in the lifespan (`registration.py`). Errors
+travel as FastChat error chunks (HTTP 200, `error_code` != 0): a client error's text is its
+message (e.g. the context limit), a server error's is FastChat's banner plus the detail. The
+commands are `model_worker` and `vllm_worker`.
 """
 
 from __future__ import annotations
@@ -31,11 +32,16 @@ from typing import Any
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from starlette.responses import StreamingResponse
-from starlette.types import Receive, Scope, Send
 
+from camel_chat.serve.disconnect import (
+    CLIENT_CLOSED,
+    ClientGone,
+    ClosingStreamingResponse,
+    finish,
+    until_disconnect,
+)
 from camel_chat.serve.engine import Engine, error_code_of
-from camel_chat.serve.errors import ServeError, add_error_handlers
+from camel_chat.serve.errors import RateLimited, ServeError, add_error_handlers
 from camel_chat.serve.metrics import Metrics, MetricsMiddleware, make_metrics, metrics_response
 from camel_chat.serve.protocol import (
     CountTokenRequest,
@@ -54,9 +60,10 @@ from camel_chat.serve.registration import RegistrationState, keep_registered
 log = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 16
+#: Requests allowed to wait for a slot, per slot, unless --max-waiting says otherwise: a waiter then
+#: waits for at most ~4 generations, and a burst beyond that is told to retry (429) at once.
+DEFAULT_WAITING_PER_SLOT = 4
 DEFAULT_HEART_BEAT_INTERVAL = float(os.environ.get("FASTCHAT_WORKER_HEART_BEAT_INTERVAL", "5"))
-#: HTTP status for a request whose client went away before it finished (nginx's convention).
-CLIENT_CLOSED = 499
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,8 @@ class WorkerSettings:
     worker_address: str = "http://localhost:21002"
     controller_address: str = "http://localhost:21001"
     limit_worker_concurrency: int = DEFAULT_LIMIT
+    #: requests that may wait for a slot before more are refused with 429 (None: 4 x the limit)
+    max_waiting: int | None = None
     register: bool = True
     heart_beat_interval: float = DEFAULT_HEART_BEAT_INTERVAL
     retry_interval: float = 5.0
@@ -71,10 +80,13 @@ class WorkerSettings:
 
 
 class ConcurrencyLimiter:
-    """An asyncio semaphore that knows how many hold a slot and how many wait for one."""
+    """An asyncio semaphore that knows how many hold a slot and how many wait for one, and that
+    refuses a new waiter (429 + Retry-After) once `max_waiting` already wait (None: unbounded)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, max_waiting: int | None = None, retry_after: float = 1.0) -> None:
         self.limit = limit
+        self.max_waiting = max_waiting
+        self.retry_after = retry_after
         self.in_use = 0
         self.waiting = 0
         self._semaphore = asyncio.Semaphore(limit)
@@ -85,6 +97,12 @@ class ConcurrencyLimiter:
         return self.in_use + self.waiting
 
     async def acquire(self) -> None:
+        # Checked before the first await, so concurrent callers cannot all slip past the bound.
+        if self.max_waiting is not None and self._semaphore.locked() and self.waiting >= self.max_waiting:
+            raise RateLimited(
+                f"the worker is at capacity ({self.in_use} running, {self.waiting} waiting); retry shortly",
+                retry_after=self.retry_after,
+            )
         self.waiting += 1
         try:
             await self._semaphore.acquire()
@@ -95,19 +113,6 @@ class ConcurrencyLimiter:
     def release(self) -> None:
         self.in_use -= 1
         self._semaphore.release()
-
-
-class ClosingStreamingResponse(StreamingResponse):
-    """Closes its body iterator however the response ends, so a client that disconnects frees
-    its slot and its place in the batch now, not when the generator is garbage-collected."""
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            aclose = getattr(self.body_iterator, "aclose", None)
-            if aclose is not None:
-                await aclose()
 
 
 def _failure_chunk(exc: BaseException) -> GenerateChunk:
@@ -127,7 +132,11 @@ class _Worker:
         self.engine = engine
         self.settings = settings
         self.metrics = metrics
-        self.limiter = ConcurrencyLimiter(settings.limit_worker_concurrency)
+        limit = settings.limit_worker_concurrency
+        waiting = settings.max_waiting
+        if waiting is None:
+            waiting = DEFAULT_WAITING_PER_SLOT * limit
+        self.limiter = ConcurrencyLimiter(limit, max_waiting=waiting)
         self.registration = RegistrationState()
 
     def status(self) -> WorkerStatus:
@@ -144,8 +153,7 @@ class _Worker:
         self.metrics.queue_depth.set(self.limiter.queue_length)
 
     async def chunks(self, request: GenerateRequest) -> AsyncIterator[GenerateChunk]:
-        """The engine's chunks under a concurrency slot; a failure becomes a final error chunk."""
-        await self.acquire()
+        """The engine's chunks (the caller holds a slot); a failure becomes a final error chunk."""
         stream = self.engine.generate(request)
         last: GenerateChunk | None = None
         try:
@@ -155,7 +163,6 @@ class _Worker:
         except Exception as exc:
             yield _failure_chunk(exc)
         finally:
-            self.release()
             await stream.aclose()  # type: ignore[attr-defined]
             if last is not None and last.usage is not None:
                 self.metrics.add_tokens(last.usage.prompt_tokens, last.usage.completion_tokens)
@@ -169,35 +176,17 @@ class _Worker:
             await chunks.aclose()  # type: ignore[attr-defined]
 
     async def final_chunk(self, request: GenerateRequest) -> GenerateChunk:
+        """The last chunk, generated under a slot (waited for, or 429 when too many wait)."""
+        await self.acquire()
         chunks = self.chunks(request)
         last = GenerateChunk(text="")
         try:
             async for chunk in chunks:
                 last = chunk
         finally:
-            await chunks.aclose()  # type: ignore[attr-defined]
+            await finish(chunks.aclose())  # type: ignore[attr-defined]
+            self.release()
         return last
-
-
-async def _until_disconnected(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
-async def _unless_disconnected(request: Request, work: Awaitable[Any]) -> tuple[bool, Any]:
-    """Run `work`, cancelling it if the client disconnects first: (finished, result)."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_until_disconnected(request.receive))
-    try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for pending in (watcher, task):
-            if not pending.done():
-                pending.cancel()
-        await asyncio.gather(watcher, task, return_exceptions=True)
-    if task.cancelled():
-        return False, None
-    return True, task.result()
 
 
 def make_app(
@@ -247,12 +236,25 @@ def make_app(
     add_error_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
-    async def generate_stream(body: GenerateRequest) -> Response:
-        return ClosingStreamingResponse(worker.frames(body), media_type="application/octet-stream")
+    async def generate_stream(request: Request, body: GenerateRequest) -> Response:
+        # The slot is taken before the 200 goes out, so a full worker answers 429 + Retry-After
+        # (an HTTP status the API server passes on), and released when the response ends.
+        try:
+            await until_disconnect(request.receive, worker.acquire())
+        except ClientGone:
+            return Response(status_code=CLIENT_CLOSED)
+
+        async def release() -> None:
+            worker.release()
+
+        return ClosingStreamingResponse(
+            worker.frames(body), on_close=release, media_type="application/octet-stream"
+        )
 
     async def generate(request: Request, body: GenerateRequest) -> Response:
-        finished, chunk = await _unless_disconnected(request, worker.final_chunk(body))
-        if not finished:
+        try:
+            chunk = await until_disconnect(request.receive, worker.final_chunk(body))
+        except ClientGone:
             return Response(status_code=CLIENT_CLOSED)
         return JSONResponse(chunk.model_dump())
 

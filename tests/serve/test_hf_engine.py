@@ -394,3 +394,21 @@ async def test_a_row_whose_sampling_fails_fails_alone(
     assert last == alone  # its batch-mate's failure changed nothing for it
     assert max(batch_sizes) == 2 and isinstance(error, InternalError)
     assert engine.stats()["running"] == 0
+
+
+async def test_a_row_whose_consumer_task_ended_is_dropped(engine: TransformersEngine) -> None:
+    # The consumer task reads two chunks and ends without closing the generator (kept alive here,
+    # so no garbage collection closes it either): the engine must still drop the row.
+    stream = engine.generate(request(max_new_tokens=400))
+
+    async def consume_two() -> None:
+        async for chunk in stream:
+            if chunk.usage is not None and chunk.usage.completion_tokens >= 2:
+                return
+
+    await asyncio.ensure_future(consume_two())
+    async with asyncio.timeout(10):
+        while engine.stats()["running"]:
+            await asyncio.sleep(0.01)
+    assert (await collect(engine, request(max_new_tokens=2)))[-1].finish_reason is not None
+    await stream.aclose()  # type: ignore[attr-defined]
