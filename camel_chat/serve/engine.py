@@ -194,12 +194,25 @@ class ChatFormat:
         return ids
 
     def prompt_ids(self, request: GenerateRequest) -> list[int]:
-        """The request's prompt ids: its `messages` rendered with our template, else its `prompt`."""
+        """The request's prompt ids: its `messages` rendered with our template, else its
+        `prompt_token_ids` verbatim (each checked against the vocabulary), else its `prompt`."""
         if request.messages:
             return self.render_messages(request.messages)
+        if request.prompt_token_ids is not None:
+            return self.check_token_ids(request.prompt_token_ids)
         if not request.prompt:
             raise BadRequest("the request has neither a prompt nor messages", param="prompt")
         return self.encode_prompt(request.prompt)
+
+    def check_token_ids(self, ids: Sequence[int]) -> list[int]:
+        """`ids` as a list; 400 when empty or when an id is outside the tokenizer's vocabulary."""
+        if not ids:
+            raise BadRequest("the prompt has no tokens", param="prompt")
+        size = len(self.tokenizer)
+        bad = next((t for t in ids if not 0 <= t < size), None)
+        if bad is not None:
+            raise BadRequest(f"token id {bad} is outside the vocabulary (0..{size - 1})", param="prompt")
+        return list(ids)
 
     def stops_for(self, request: GenerateRequest) -> tuple[list[str], set[int]]:
         """Stop strings and stop token ids: the template's and EOS, plus the request's."""
@@ -291,11 +304,18 @@ class GenerationLimits:
     max_new_tokens: int
 
     @classmethod
-    def check(cls, prompt_tokens: int, max_new_tokens: int, context_length: int) -> GenerationLimits:
-        """400 when the prompt leaves no room in the context; max_new_tokens is clamped to the rest."""
-        if max_new_tokens < 1:
-            raise BadRequest(f"max_new_tokens must be at least 1, not {max_new_tokens}", param="max_tokens")
-        if prompt_tokens >= context_length:
+    def check(
+        cls, prompt_tokens: int, max_new_tokens: int, context_length: int, *, echo: bool = False
+    ) -> GenerationLimits:
+        """400 when the prompt leaves no room in the context; max_new_tokens is clamped to the rest.
+        With `echo`, 0 new tokens is allowed (the prompt is scored only) and the prompt may then
+        fill the whole context."""
+        if max_new_tokens < (0 if echo else 1):
+            floor = "0 with echo" if echo else "1 (0 only with echo)"
+            raise BadRequest(
+                f"max_new_tokens must be at least {floor}, not {max_new_tokens}", param="max_tokens"
+            )
+        if prompt_tokens > context_length or (max_new_tokens > 0 and prompt_tokens == context_length):
             raise BadRequest(
                 f"This model's maximum context length is {context_length} tokens, "
                 f"but the prompt has {prompt_tokens} tokens. Shorten the prompt.",

@@ -254,15 +254,31 @@ def _text_inputs(value: Any, what: str) -> list[str]:
     raise BadRequest(f"`{what}` must be text: token-id input is not supported by this server", param=what)
 
 
+def _completion_prompts(value: Any) -> list[dict[str, Any]]:
+    """The worker fields of each prompt: a string, strings, token ids, or lists of token ids
+    (OpenAI's four forms); ids travel as `prompt_token_ids` and are used verbatim."""
+    if isinstance(value, list) and not value:
+        raise BadRequest("`prompt` must not be empty", param="prompt")
+    if isinstance(value, list) and all(isinstance(v, int) for v in value):
+        return [{"prompt": "", "prompt_token_ids": list(value)}]
+    if isinstance(value, list) and all(isinstance(v, list) for v in value):
+        if any(not v for v in value):
+            raise BadRequest("a token-id prompt must not be empty", param="prompt")
+        return [{"prompt": "", "prompt_token_ids": list(v)} for v in value]
+    return [{"prompt": p} for p in _text_inputs(value, "prompt")]
+
+
 @router.post("/v1/completions")
 async def completions(request: Request) -> Response:
     req = CompletionRequest.model_validate(await read_json(request))
     _backend, _admission, settings = _state(request)
-    prompts = _text_inputs(req.prompt, "prompt")
+    prompts = _completion_prompts(req.prompt)
+    if req.max_tokens == 0 and not req.echo:
+        raise BadRequest("max_tokens 0 is only allowed with echo (to score the prompt)", param="max_tokens")
     max_new = await _max_new_tokens(request.app.state.backend, req.model, req.max_tokens)
     payloads = []
     for p, prompt in enumerate(prompts):
-        fields = {**_sampling(req, max_new), "prompt": prompt, "echo": req.echo, "logprobs": req.logprobs}
+        fields = {**_sampling(req, max_new), **prompt, "echo": req.echo, "logprobs": req.logprobs}
         payloads += [(p, _worker_payload(fields, req.seed, i)) for i in range(req.n)]
     wants_logprobs = req.logprobs is not None
     rid, created = _rid("cmpl"), int(time.time())
