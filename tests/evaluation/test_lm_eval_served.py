@@ -29,7 +29,8 @@ from serving_stack import ENV, Stack, write_checkpoint
 pytestmark = pytest.mark.slow
 pytest.importorskip("lm_eval", reason="lm_eval is installed by `make test` (requirements.txt)")
 
-TASKS = Path(__file__).resolve().parent / "tasks"
+ROOT = Path(__file__).resolve().parents[2]
+TASKS = ROOT / "tests" / "evaluation" / "tasks"
 MODEL = "Tiny-Eval"
 CONTEXT_LENGTH = 512
 TOL = 1e-4
@@ -43,10 +44,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield running
 
 
-def lm_eval(out: Path, model: str, model_args: dict[str, Any], task: str, *extra: str) -> dict[str, Any]:
-    """Run `lm_eval run` (in tests/evaluation/tasks: the YAML data paths are relative) offline;
-    return the results JSON it wrote."""
-    env = {
+def offline_env(out: Path) -> dict[str, str]:
+    return {
         **ENV,
         "HF_HUB_OFFLINE": "1",
         "HF_DATASETS_OFFLINE": "1",
@@ -54,13 +53,19 @@ def lm_eval(out: Path, model: str, model_args: dict[str, Any], task: str, *extra
         "HF_HOME": str(out / "hf-home"),  # the datasets cache lands here, not in ~/.cache
         "OPENAI_API_KEY": API_KEY,  # local-completions sends it as the bearer token
     }
+
+
+def lm_eval(out: Path, model: str, model_args: dict[str, Any], task: str, *extra: str) -> dict[str, Any]:
+    """Run `lm_eval run` offline in the repository root (the YAML data paths are relative to it);
+    return the results JSON it wrote."""
+    env = offline_env(out)
     margs = ",".join(f"{k}={v}" for k, v in {"model": MODEL, **model_args}.items())
     command = [
         sys.executable, "-m", "lm_eval", "run", "--model", model, "--model_args", margs,
         "--tasks", task, "--include_path", str(TASKS), "--output_path", str(out), "--log_samples", *extra,
     ]  # fmt: skip
     done = subprocess.run(
-        command, cwd=TASKS, env=env, capture_output=True, text=True, timeout=300, check=False
+        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     (results,) = out.rglob("results_*.json")
@@ -163,3 +168,41 @@ def test_generate_until_with_chat_completions(stack: Stack, tmp_path: Path) -> N
         assert isinstance(answer, str) and "\n" not in answer
     assert any(row["resps"][0][0] for row in rows)
     assert os.path.isdir(tmp_path / "hf-home")  # lm_eval's datasets cache went to the test's folder
+
+
+def eval_tasks_script(stack: Stack, out: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """scripts/eval_tasks.sh against the served model, token-id requests, offline."""
+    full = {
+        **offline_env(out),
+        "API_BASE": f"{stack.api}/v1",
+        "MODEL": MODEL,
+        "TOKENIZER": str(stack.checkpoint),
+        "MAX_LENGTH": str(CONTEXT_LENGTH),
+        "OUTPUT_DIR": str(out / "results"),
+        "PYTHON": sys.executable,
+        **env,
+    }
+    return subprocess.run(
+        ["bash", str(ROOT / "scripts" / "eval_tasks.sh")],
+        env=full, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+
+
+def test_eval_tasks_script_scores_a_local_task_through_the_server(stack: Stack, tmp_path: Path) -> None:
+    done = eval_tasks_script(stack, tmp_path, TASKS="camel_eval_mc", INCLUDE_PATH=str(TASKS))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "tokenized_requests=True" in done.stderr  # the command it ran, echoed with "+"
+    lines = done.stdout.splitlines()  # lm_eval's own table, then our summary
+    header = next(i for i, line in enumerate(lines) if line.split() == ["task", "metric", "value"])
+    task, metric, value = lines[header + 1].split()
+    assert (task, metric) == ("camel_eval_mc", "acc_norm") and 0.0 <= float(value) <= 100.0
+
+
+def test_eval_tasks_script_says_the_seed_task_data_cannot_be_fetched(stack: Stack, tmp_path: Path) -> None:
+    """The seed's task set (the default TASKS) offline: the first task's data is on the Hub."""
+    done = eval_tasks_script(stack, tmp_path, LIMIT="2")
+    assert done.returncode == 3, done.stderr[-3000:]
+    assert "--tasks arc_challenge" in done.stderr
+    message = done.stderr.strip().splitlines()[-1]
+    assert message.startswith("error: lm_eval could not fetch") and "task arc_challenge" in message
+    assert "offline" in message and "--include-path" in message
