@@ -15,6 +15,7 @@ Nothing here imports torch; transformers only through the tokenizer object hande
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,11 @@ CONTEXT_LENGTH_KEYS = (
     "model_max_length",
 )
 DEFAULT_CONTEXT_LENGTH = 2048
+#: What a checkpoint without any template is served with, by config `model_type` (FastChat serves
+#: LLaMA-family models with the Vicuna template); other model types get FastChat's default.
+FALLBACK_BY_MODEL_TYPE = {"llama": "vicuna_v1.1"}
+DEFAULT_FALLBACK_TEMPLATE = "one_shot"
+log = logging.getLogger(__name__)
 #: FastChat HEAD's `SeparatorStyle` values, for `/worker_get_conv_template`.
 _ADD_COLON_SINGLE, _ADD_COLON_TWO, _NO_COLON_SINGLE, _LLAMA2, _CHATML = 1, 2, 4, 7, 10
 
@@ -87,16 +93,56 @@ def default_model_names(model_path: str | Path, names: str | Sequence[str] | Non
 
 
 def resolve_template(model_path: str | Path, tokenizer: Any, override: str | None = None) -> str | None:
-    """The camel_chat template to serve with: `--conv-template`, else what the checkpoint says
-    (our metadata, else None when the tokenizer has its own chat_template, else the
-    camel/vicuna path fallback). None means "use the tokenizer's chat_template"."""
+    """The camel_chat template to serve with (see `choose_template`); None means "use the
+    tokenizer's chat_template" (or, for a model without any config, "none: chat is refused")."""
+    return choose_template(model_path, tokenizer, override)[0]
+
+
+def choose_template(
+    model_path: str | Path, tokenizer: Any, override: str | None = None
+) -> tuple[str | None, str]:
+    """(template name, where it came from), the first that applies:
+
+    "override"        `--conv-template`
+    "checkpoint"      our metadata, or the camel/vicuna path rule (FastChat's old fallback)
+    "tokenizer"       None: the tokenizer's own chat_template
+    "fallback"        no template anywhere: `FALLBACK_BY_MODEL_TYPE` for the config's model_type
+                      (`vicuna_v1.1` for LLaMA), else FastChat's default `one_shot`; logged once
+    "none"            None: not even a config to go by (chat requests get a 400)
+    """
     from camel_chat.model.checkpoint import template_for_checkpoint
     from camel_chat.templates import get_template
 
     if override:
         get_template(override)  # an unknown name fails now, naming the known ones
-        return override
-    return template_for_checkpoint(model_path, tokenizer)
+        return override, "override"
+    name = template_for_checkpoint(model_path, tokenizer)
+    if name is not None:
+        return name, "checkpoint"
+    if getattr(tokenizer, "chat_template", None):
+        return None, "tokenizer"
+    model_type = model_type_of(model_path)
+    if model_type is None:
+        return None, "none"
+    name = FALLBACK_BY_MODEL_TYPE.get(model_type, DEFAULT_FALLBACK_TEMPLATE)
+    log.warning(
+        "%s has no chat template (no camel_chat metadata, no tokenizer chat_template): serving it with "
+        "the fallback template %r for model_type %r; pass --conv-template NAME to choose another",
+        model_path,
+        name,
+        model_type,
+    )
+    return name, "fallback"
+
+
+def model_type_of(model_path: str | Path) -> str | None:
+    """The `model_type` of the checkpoint's config (transformers' AutoConfig), None if unreadable."""
+    try:
+        from transformers import AutoConfig
+
+        return getattr(AutoConfig.from_pretrained(str(model_path)), "model_type", None) or None
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _message_parts(messages: Iterable[Any]) -> list[tuple[str, str]]:
@@ -132,12 +178,20 @@ def split_system(messages: Iterable[Any]) -> tuple[str | None, list[tuple[str, s
 class ChatFormat:
     """Prompt building and stop conditions for one tokenizer and template (None: its chat_template)."""
 
-    def __init__(self, tokenizer: Any, template_name: str | None, eos_token_ids: Iterable[int] = ()) -> None:
+    def __init__(
+        self,
+        tokenizer: Any,
+        template_name: str | None,
+        eos_token_ids: Iterable[int] = (),
+        *,
+        template_source: str | None = None,
+    ) -> None:
         from camel_chat.model.checkpoint import stop_token_ids
         from camel_chat.templates import SegmentEncoder, SpecialTokens, get_template
 
         self.tokenizer = tokenizer
         self.template_name = template_name
+        self.template_source = template_source  # see `choose_template`
         self.template = get_template(template_name) if template_name else None
         self.special = SpecialTokens.of(tokenizer)
         ids = list(eos_token_ids)
@@ -224,6 +278,7 @@ class ChatFormat:
         conv = _fastchat_conv(self.template_name, self.template, self.special)
         conv["stop_token_ids"] = list(self.stop_token_ids)
         conv["template"] = self.template_name
+        conv["template_source"] = self.template_source
         conv["chat_template"] = getattr(self.tokenizer, "chat_template", None)
         return {"conv": conv}
 

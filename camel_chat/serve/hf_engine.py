@@ -35,9 +35,9 @@ from camel_chat.serve.engine import (
     ChatFormat,
     ChatFormatQueries,
     GenerationLimits,
+    choose_template,
     context_length_of,
     default_model_names,
-    resolve_template,
 )
 from camel_chat.serve.errors import BadRequest, ErrorCode, ServiceUnavailable
 from camel_chat.serve.kv_batch import BatchCache
@@ -125,7 +125,7 @@ class TransformersEngine(ChatFormatQueries):
 
         # ensure_pad=False: serving pads itself, so the vocabulary stays exactly as trained.
         tokenizer = load_tokenizer(model_path, trust_remote_code=trust_remote_code, ensure_pad=False)
-        template = resolve_template(model_path, tokenizer, conv_template)
+        template, source = choose_template(model_path, tokenizer, conv_template)
         model = load_model(
             model_path,
             dtype=dtype,
@@ -137,7 +137,7 @@ class TransformersEngine(ChatFormatQueries):
         )
         eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
         eos_ids = [eos] if isinstance(eos, int) else list(eos or [])
-        chat = ChatFormat(tokenizer, template, eos_ids)
+        chat = ChatFormat(tokenizer, template, eos_ids, template_source=source)
         if not chat.can_chat:
             log.warning("%s has no chat template: chat requests will fail; pass --conv-template", model_path)
         return cls(

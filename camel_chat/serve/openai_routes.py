@@ -352,11 +352,19 @@ def _card(name: str, created: int) -> dict[str, Any]:
     }
 
 
+async def _cards(backend: Backend, names: list[str], created: int) -> list[dict[str, Any]]:
+    """Model cards, each with the chat template its worker serves it with (when a worker says)."""
+    infos = await asyncio.gather(*(backend.template_info(name) for name in names))
+    return [{**_card(name, created), **(info or {})} for name, info in zip(names, infos, strict=True)]
+
+
 @router.get("/v1/models")
 async def list_models(request: Request) -> Response:
     backend, _admission, _settings = _state(request)
     created = request.app.state.started
-    return JSONResponse({"object": "list", "data": [_card(m, created) for m in await backend.list_models()]})
+    return JSONResponse(
+        {"object": "list", "data": await _cards(backend, await backend.list_models(), created)}
+    )
 
 
 @router.get("/v1/models/{model_id:path}")
@@ -368,7 +376,8 @@ async def get_model(request: Request, model_id: str) -> Response:
     )
     if match is None:
         raise NotFound(f"The model `{model_id}` does not exist", param="model")
-    return JSONResponse(_card(match, request.app.state.started))
+    (card,) = await _cards(backend, [match], request.app.state.started)
+    return JSONResponse(card)
 
 
 __all__ = ["ManagedStreamingResponse", "ServeError", "router"]

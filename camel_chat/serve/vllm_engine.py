@@ -30,9 +30,9 @@ from camel_chat.serve.engine import (
     ChatFormat,
     ChatFormatQueries,
     GenerationLimits,
+    choose_template,
     context_length_of,
     default_model_names,
-    resolve_template,
 )
 from camel_chat.serve.errors import BadRequest
 from camel_chat.serve.prompt_scoring import PromptLogprobs
@@ -90,8 +90,8 @@ class VllmEngine(ChatFormatQueries):
         from camel_chat.model.loader import load_tokenizer
 
         tokenizer = load_tokenizer(model_path, trust_remote_code=trust_remote_code, ensure_pad=False)
-        template = resolve_template(model_path, tokenizer, conv_template)
-        chat = ChatFormat(tokenizer, template, _eos_ids(model_path))
+        template, source = choose_template(model_path, tokenizer, conv_template)
+        chat = ChatFormat(tokenizer, template, _eos_ids(model_path), template_source=source)
         if context_length is None:
             config = getattr(llm, "model_config", None)
             context_length = getattr(config, "max_model_len", None) or context_length_of(
