@@ -7,10 +7,17 @@
 #   API_BASE=http://localhost:8000/v1 MODEL=camel-7B bash scripts/eval_tasks.sh  # served model
 #   DRY_RUN=1 MODEL_PATH=... bash scripts/eval_tasks.sh                          # print the commands
 #
+#   API_BASE=http://localhost:8000/v1 MODEL=camel-7B TOKENIZER=output/camel-7B \
+#       MAX_LENGTH=2048 bash scripts/eval_tasks.sh          # served model, token-id requests (exact)
+#
 # Environment: MODEL_PATH, or API_BASE and MODEL; OUTPUT_DIR (default eval-results/<name>);
-# TASKS (space-separated, name or name:shots; default the seed's four); INCLUDE_PATH (extra task
-# YAML directory); LIMIT (examples per task); PYTHON (default <checkout>/.venv/bin/python, else
-# python3). Arguments to this script are passed on to lm_eval. Needs `pip install lm-eval`.
+# TOKENIZER (server mode: the served checkpoint's folder or Hub id, so lm_eval sends token ids;
+# without it lm_eval loads a tokenizer named MODEL and sends text); MAX_LENGTH (server mode: the
+# served context length); TASKS (space-separated, name or name:shots; default the seed's four);
+# INCLUDE_PATH (extra task YAML directory); LIMIT (examples per task); PYTHON (default
+# <checkout>/.venv/bin/python, else python3). Arguments to this script are passed on to lm_eval.
+# Needs lm_eval (`pip install 'camel_chat[eval]'`). The seed's tasks download their data from the
+# Hugging Face Hub on first use: offline, the run stops saying so, with exit status 3.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -35,6 +42,8 @@ if [[ -n ${TASKS:-} ]]; then
     read -r -a task_list <<<"$TASKS"
     args+=(--tasks "${task_list[@]}")
 fi
+[[ -z ${TOKENIZER:-} ]] || args+=(--tokenizer "$TOKENIZER")
+[[ -z ${MAX_LENGTH:-} ]] || args+=(--max-length "$MAX_LENGTH")
 [[ -z ${INCLUDE_PATH:-} ]] || args+=(--include-path "$INCLUDE_PATH")
 [[ -z ${LIMIT:-} ]] || args+=(--limit "$LIMIT")
 [[ ${DRY_RUN:-0} != 1 ]] || args+=(--dry-run)

@@ -7,28 +7,43 @@
 
 One `lm_eval` command per task, each writing under `D/<task>-<shots>-shots/`. A checkpoint uses
 `--model hf`; a server uses `--model local-completions` (log-likelihood tasks need the
-completions endpoint with logprobs) or, with `--chat`, `local-chat-completions` (generation
-tasks only). The seed used harness commit 441e6ac (`hf-causal-experimental`, `hendrycksTest-*`,
+completions endpoint with echoed prompt logprobs) or, with `--chat`, `local-chat-completions`
+(generation tasks only). lm_eval counts context tokens with the model's tokenizer: `--tokenizer`
+(the served checkpoint's folder or Hub id) makes it send token ids (`tokenized_requests=True`,
+exact); without it lm_eval loads the tokenizer named like the served model and sends text.
+The seed's tasks fetch their data from the Hugging Face Hub on first use; when that fails (no
+network, offline mode) the run stops with a message saying so and exit status 3.
+The seed used harness commit 441e6ac (`hf-causal-experimental`, `hendrycksTest-*`,
 `truthfulqa_mc`); the task names here are lm_eval ≥ 0.4's (`mmlu`, `truthfulqa_mc2`).
 `summary` reads the result JSON files (0.4 layout `"acc_norm,none"`, or the old `"acc_norm"`)
 and prints one line per task with the metric × 100, like the seed's `results_parser.py`.
-lm_eval is an optional extra: `pip install lm-eval` (`lm-eval[api]` for the server mode).
+lm_eval is an optional extra: `pip install 'camel_chat[eval]'` (lm_eval[api], the pinned version
+the tests run against our server).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 import shutil
 import subprocess
 import sys
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 INSTALL_HINT = "lm_eval is not installed: pip install lm-eval  (server mode: pip install 'lm-eval[api]')"
+#: Exit status when lm_eval could not fetch a task's data (no network / offline mode).
+NO_DATA_EXIT = 3
+#: What datasets / huggingface_hub print when the Hub cannot be reached.
+_UNREACHABLE = re.compile(
+    r"Couldn't reach '(?P<repo>[^']+)' on the Hub|LocalEntryNotFoundError|OfflineModeIsEnabled"
+    r"|NameResolutionError|Network is unreachable|Temporary failure in name resolution"
+)
 
 
 @dataclass(frozen=True)
@@ -45,6 +60,16 @@ SEED_TASKS: dict[str, TaskSpec] = {
     "truthfulqa_mc2": TaskSpec("truthfulqa_mc2", 0, ("mc2", "acc")),
 }
 DEFAULT_METRICS = ("acc_norm", "acc", "mc2", "exact_match", "f1")
+
+
+def find_lm_eval(name: str) -> str | None:
+    """`name` on PATH, else (for the default name) the lm_eval beside this Python: its venv need
+    not be activated."""
+    found = shutil.which(name)
+    beside = Path(sys.executable).with_name("lm_eval")
+    if found is None and name == "lm_eval" and beside.is_file():
+        return str(beside)
+    return found
 
 
 def task_spec(entry: str) -> TaskSpec:
@@ -68,12 +93,16 @@ def model_arguments(args: argparse.Namespace) -> list[str]:
     if base.endswith("/v1"):
         base = base[: -len("/v1")]
     endpoint = "chat/completions" if args.chat else "completions"
+    # Token ids when lm_eval has the served model's tokenizer (chat requests are always text).
+    tokenized = bool(args.tokenizer) and not args.chat
     margs = (
         f"model={args.model},base_url={base}/v1/{endpoint},num_concurrent={args.num_concurrent},"
-        f"max_retries=3,tokenized_requests=False"
+        f"max_retries=3,tokenized_requests={tokenized}"
     )
     if args.tokenizer:
         margs += f",tokenizer={args.tokenizer}"
+    if args.max_length:
+        margs += f",max_length={args.max_length}"
     out = ["--model", "local-chat-completions" if args.chat else "local-completions", "--model_args", margs]
     return [*out, "--apply_chat_template"] if args.chat else out
 
@@ -101,18 +130,53 @@ def run(args: argparse.Namespace) -> int:
         for cmd in commands:
             print(shlex.join(cmd))
         return 0
-    if shutil.which(args.lm_eval) is None:
+    executable = find_lm_eval(args.lm_eval)
+    if executable is None:
         print(f"error: {INSTALL_HINT}", file=sys.stderr)
         return 1
+    commands = [[executable, *cmd[1:]] for cmd in commands]
     Path(args.output_dir).mkdir(parents=True, exist_ok=True)
     for cmd in commands:
         print("+", shlex.join(cmd), file=sys.stderr, flush=True)
-        rc = subprocess.call(cmd)
+        rc, tail = call_teeing_stderr(cmd)
         if rc != 0:
-            print(f"error: {cmd[cmd.index('--tasks') + 1]} failed (exit {rc})", file=sys.stderr)
+            task = cmd[cmd.index("--tasks") + 1]
+            missing = _UNREACHABLE.search(tail)
+            if missing is not None:
+                print(no_data_message(task, missing.group("repo")), file=sys.stderr)
+                return NO_DATA_EXIT
+            print(f"error: {task} failed (exit {rc})", file=sys.stderr)
             return rc
     print_summary(args.output_dir)
     return 0
+
+
+def call_teeing_stderr(cmd: list[str], keep: int = 20_000) -> tuple[int, str]:
+    """Run `cmd`, passing its stderr through as it comes; (exit status, the last `keep` chars)."""
+    tail: deque[str] = deque()
+    size = 0
+    with subprocess.Popen(cmd, stderr=subprocess.PIPE) as proc:
+        assert proc.stderr is not None
+        while piece := proc.stderr.read1(4096):  # type: ignore[attr-defined]
+            sys.stderr.buffer.write(piece)
+            sys.stderr.buffer.flush()
+            text = piece.decode(errors="replace")
+            tail.append(text)
+            size += len(text)
+            while size - len(tail[0]) > keep:
+                size -= len(tail.popleft())
+    return proc.returncode, "".join(tail)
+
+
+def no_data_message(task: str, repo: str | None) -> str:
+    where = f"'{repo}' from the Hugging Face Hub" if repo else "its data from the Hugging Face Hub"
+    return (
+        f"error: lm_eval could not fetch {where} for task {task}: no network, or offline mode "
+        "(HF_HUB_OFFLINE / HF_DATASETS_OFFLINE) is set. The seed's tasks (arc_challenge, hellaswag, "
+        "mmlu, truthfulqa_mc2) download their data on first use and are cached afterwards (under "
+        "$HF_HOME, default ~/.cache/huggingface): run once with network access, or evaluate local "
+        "task files (--include-path DIR / INCLUDE_PATH=DIR)."
+    )
 
 
 # ---- summary -----------------------------------------------------------------------------
@@ -237,7 +301,11 @@ def build_parser() -> argparse.ArgumentParser:
     who.add_argument("--api-base", help="OpenAI-compatible server, e.g. http://localhost:8000/v1")
     r.add_argument("--model", help="served model name (with --api-base)")
     r.add_argument("--chat", action="store_true", help="local-chat-completions (generation tasks only)")
-    r.add_argument("--tokenizer", help="tokenizer for the server mode (default: lm_eval's)")
+    r.add_argument(
+        "--tokenizer",
+        help="server mode: the served model's tokenizer (folder or Hub id); lm_eval then sends token ids",
+    )
+    r.add_argument("--max-length", type=int, help="server mode: the served model's context length")
     r.add_argument("--num-concurrent", type=int, default=1)
     r.add_argument("--tasks", nargs="+", default=list(SEED_TASKS), help="names, optionally name:shots")
     r.add_argument("--output-dir", required=True)

@@ -15,6 +15,7 @@ Nothing here imports torch; transformers only through the tokenizer object hande
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,11 @@ CONTEXT_LENGTH_KEYS = (
     "model_max_length",
 )
 DEFAULT_CONTEXT_LENGTH = 2048
+#: What a checkpoint without any template is served with, by config `model_type` (FastChat serves
+#: LLaMA-family models with the Vicuna template); other model types get FastChat's default.
+FALLBACK_BY_MODEL_TYPE = {"llama": "vicuna_v1.1"}
+DEFAULT_FALLBACK_TEMPLATE = "one_shot"
+log = logging.getLogger(__name__)
 #: FastChat HEAD's `SeparatorStyle` values, for `/worker_get_conv_template`.
 _ADD_COLON_SINGLE, _ADD_COLON_TWO, _NO_COLON_SINGLE, _LLAMA2, _CHATML = 1, 2, 4, 7, 10
 
@@ -87,16 +93,56 @@ def default_model_names(model_path: str | Path, names: str | Sequence[str] | Non
 
 
 def resolve_template(model_path: str | Path, tokenizer: Any, override: str | None = None) -> str | None:
-    """The camel_chat template to serve with: `--conv-template`, else what the checkpoint says
-    (our metadata, else None when the tokenizer has its own chat_template, else the
-    camel/vicuna path fallback). None means "use the tokenizer's chat_template"."""
+    """The camel_chat template to serve with (see `choose_template`); None means "use the
+    tokenizer's chat_template" (or, for a model without any config, "none: chat is refused")."""
+    return choose_template(model_path, tokenizer, override)[0]
+
+
+def choose_template(
+    model_path: str | Path, tokenizer: Any, override: str | None = None
+) -> tuple[str | None, str]:
+    """(template name, where it came from), the first that applies:
+
+    "override"        `--conv-template`
+    "checkpoint"      our metadata, or the camel/vicuna path rule (FastChat's old fallback)
+    "tokenizer"       None: the tokenizer's own chat_template
+    "fallback"        no template anywhere: `FALLBACK_BY_MODEL_TYPE` for the config's model_type
+                      (`vicuna_v1.1` for LLaMA), else FastChat's default `one_shot`; logged once
+    "none"            None: not even a config to go by (chat requests get a 400)
+    """
     from camel_chat.model.checkpoint import template_for_checkpoint
     from camel_chat.templates import get_template
 
     if override:
         get_template(override)  # an unknown name fails now, naming the known ones
-        return override
-    return template_for_checkpoint(model_path, tokenizer)
+        return override, "override"
+    name = template_for_checkpoint(model_path, tokenizer)
+    if name is not None:
+        return name, "checkpoint"
+    if getattr(tokenizer, "chat_template", None):
+        return None, "tokenizer"
+    model_type = model_type_of(model_path)
+    if model_type is None:
+        return None, "none"
+    name = FALLBACK_BY_MODEL_TYPE.get(model_type, DEFAULT_FALLBACK_TEMPLATE)
+    log.warning(
+        "%s has no chat template (no camel_chat metadata, no tokenizer chat_template): serving it with "
+        "the fallback template %r for model_type %r; pass --conv-template NAME to choose another",
+        model_path,
+        name,
+        model_type,
+    )
+    return name, "fallback"
+
+
+def model_type_of(model_path: str | Path) -> str | None:
+    """The `model_type` of the checkpoint's config (transformers' AutoConfig), None if unreadable."""
+    try:
+        from transformers import AutoConfig
+
+        return getattr(AutoConfig.from_pretrained(str(model_path)), "model_type", None) or None
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _message_parts(messages: Iterable[Any]) -> list[tuple[str, str]]:
@@ -132,12 +178,20 @@ def split_system(messages: Iterable[Any]) -> tuple[str | None, list[tuple[str, s
 class ChatFormat:
     """Prompt building and stop conditions for one tokenizer and template (None: its chat_template)."""
 
-    def __init__(self, tokenizer: Any, template_name: str | None, eos_token_ids: Iterable[int] = ()) -> None:
+    def __init__(
+        self,
+        tokenizer: Any,
+        template_name: str | None,
+        eos_token_ids: Iterable[int] = (),
+        *,
+        template_source: str | None = None,
+    ) -> None:
         from camel_chat.model.checkpoint import stop_token_ids
         from camel_chat.templates import SegmentEncoder, SpecialTokens, get_template
 
         self.tokenizer = tokenizer
         self.template_name = template_name
+        self.template_source = template_source  # see `choose_template`
         self.template = get_template(template_name) if template_name else None
         self.special = SpecialTokens.of(tokenizer)
         ids = list(eos_token_ids)
@@ -194,12 +248,25 @@ class ChatFormat:
         return ids
 
     def prompt_ids(self, request: GenerateRequest) -> list[int]:
-        """The request's prompt ids: its `messages` rendered with our template, else its `prompt`."""
+        """The request's prompt ids: its `messages` rendered with our template, else its
+        `prompt_token_ids` verbatim (each checked against the vocabulary), else its `prompt`."""
         if request.messages:
             return self.render_messages(request.messages)
+        if request.prompt_token_ids is not None:
+            return self.check_token_ids(request.prompt_token_ids)
         if not request.prompt:
             raise BadRequest("the request has neither a prompt nor messages", param="prompt")
         return self.encode_prompt(request.prompt)
+
+    def check_token_ids(self, ids: Sequence[int]) -> list[int]:
+        """`ids` as a list; 400 when empty or when an id is outside the tokenizer's vocabulary."""
+        if not ids:
+            raise BadRequest("the prompt has no tokens", param="prompt")
+        size = len(self.tokenizer)
+        bad = next((t for t in ids if not 0 <= t < size), None)
+        if bad is not None:
+            raise BadRequest(f"token id {bad} is outside the vocabulary (0..{size - 1})", param="prompt")
+        return list(ids)
 
     def stops_for(self, request: GenerateRequest) -> tuple[list[str], set[int]]:
         """Stop strings and stop token ids: the template's and EOS, plus the request's."""
@@ -211,6 +278,7 @@ class ChatFormat:
         conv = _fastchat_conv(self.template_name, self.template, self.special)
         conv["stop_token_ids"] = list(self.stop_token_ids)
         conv["template"] = self.template_name
+        conv["template_source"] = self.template_source
         conv["chat_template"] = getattr(self.tokenizer, "chat_template", None)
         return {"conv": conv}
 
@@ -291,11 +359,18 @@ class GenerationLimits:
     max_new_tokens: int
 
     @classmethod
-    def check(cls, prompt_tokens: int, max_new_tokens: int, context_length: int) -> GenerationLimits:
-        """400 when the prompt leaves no room in the context; max_new_tokens is clamped to the rest."""
-        if max_new_tokens < 1:
-            raise BadRequest(f"max_new_tokens must be at least 1, not {max_new_tokens}", param="max_tokens")
-        if prompt_tokens >= context_length:
+    def check(
+        cls, prompt_tokens: int, max_new_tokens: int, context_length: int, *, echo: bool = False
+    ) -> GenerationLimits:
+        """400 when the prompt leaves no room in the context; max_new_tokens is clamped to the rest.
+        With `echo`, 0 new tokens is allowed (the prompt is scored only) and the prompt may then
+        fill the whole context."""
+        if max_new_tokens < (0 if echo else 1):
+            floor = "0 with echo" if echo else "1 (0 only with echo)"
+            raise BadRequest(
+                f"max_new_tokens must be at least {floor}, not {max_new_tokens}", param="max_tokens"
+            )
+        if prompt_tokens > context_length or (max_new_tokens > 0 and prompt_tokens == context_length):
             raise BadRequest(
                 f"This model's maximum context length is {context_length} tokens, "
                 f"but the prompt has {prompt_tokens} tokens. Shorten the prompt.",

@@ -36,12 +36,13 @@ from camel_chat.serve.engine import (
     ChatFormat,
     ChatFormatQueries,
     GenerationLimits,
+    choose_template,
     context_length_of,
     default_model_names,
-    resolve_template,
 )
 from camel_chat.serve.errors import BadRequest, ErrorCode, ServiceUnavailable
 from camel_chat.serve.kv_batch import BatchCache
+from camel_chat.serve.prompt_scoring import PromptLogprobs, score_groups, score_prompts
 from camel_chat.serve.protocol import GenerateChunk, GenerateRequest, Usage
 from camel_chat.serve.request_state import RequestState, Snapshot, as_serve_error
 from camel_chat.serve.sampling import Choice, SamplingParams, choose_tokens
@@ -96,7 +97,13 @@ class TransformersEngine(ChatFormatQueries):
         self._task: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Event | None = None
         self._closed = False
-        self._counts = {"decode_steps": 0, "prefills": 0, "generated_tokens": 0, "max_batch": 0}
+        self._counts = {
+            "decode_steps": 0,
+            "prefills": 0,
+            "scored_batches": 0,
+            "generated_tokens": 0,
+            "max_batch": 0,
+        }
 
     @classmethod
     def from_pretrained(
@@ -119,7 +126,7 @@ class TransformersEngine(ChatFormatQueries):
 
         # ensure_pad=False: serving pads itself, so the vocabulary stays exactly as trained.
         tokenizer = load_tokenizer(model_path, trust_remote_code=trust_remote_code, ensure_pad=False)
-        template = resolve_template(model_path, tokenizer, conv_template)
+        template, source = choose_template(model_path, tokenizer, conv_template)
         model = load_model(
             model_path,
             dtype=dtype,
@@ -131,7 +138,7 @@ class TransformersEngine(ChatFormatQueries):
         )
         eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
         eos_ids = [eos] if isinstance(eos, int) else list(eos or [])
-        chat = ChatFormat(tokenizer, template, eos_ids)
+        chat = ChatFormat(tokenizer, template, eos_ids, template_source=source)
         if not chat.can_chat:
             log.warning("%s has no chat template: chat requests will fail; pass --conv-template", model_path)
         return cls(
@@ -158,13 +165,21 @@ class TransformersEngine(ChatFormatQueries):
     async def generate(self, request: GenerateRequest) -> AsyncIterator[GenerateChunk]:
         params = SamplingParams.from_request(request)
         prompt_ids = await asyncio.to_thread(self.chat.prompt_ids, request)
-        limits = GenerationLimits.check(len(prompt_ids), request.max_new_tokens, self.context_length)
+        limits = GenerationLimits.check(
+            len(prompt_ids), request.max_new_tokens, self.context_length, echo=request.echo
+        )
         stops, stop_ids = self.chat.stops_for(request)
         echo = ""
         if request.echo:
             echo = request.prompt or self.tokenizer.decode(prompt_ids, skip_special_tokens=True)
         seq = RequestState(
-            prompt_ids, params, limits, StopStrings(stops), stop_ids, IncrementalDecoder(self.tokenizer)
+            prompt_ids,
+            params,
+            limits,
+            StopStrings(stops),
+            stop_ids,
+            IncrementalDecoder(self.tokenizer),
+            wants_prompt_logprobs=request.echo and params.logprobs is not None,
         )
         seq.consumer = asyncio.current_task()
         self._submit(seq)
@@ -273,19 +288,33 @@ class TransformersEngine(ChatFormatQueries):
         return generator
 
     def _prefill(self, seqs: list[RequestState]) -> None:
-        """Engine thread: run each newcomer's prompt alone, draw its first token, add it to the batch."""
+        """Engine thread: run each newcomer's prompt alone, draw its first token, add it to the batch.
+        Newcomers that need no KV cache afterwards (prompt scoring) share one forward pass."""
         import torch
         from transformers import DynamicCache
 
+        live = [seq for seq in seqs if not seq.cancelled]
+        scoring = [seq for seq in live if seq.scores_only]
         with torch.inference_mode():
-            for seq in seqs:
-                if seq.cancelled:
+            vocab = int(getattr(self.model.config, "vocab_size", 0) or len(self.tokenizer))
+            for group in score_groups([len(s.prompt_ids) for s in scoring], vocab):
+                rows = [scoring[i] for i in group]
+                drawn = score_prompts(self.model, rows, self.device, self.tokenizer, self._generator)
+                self._counts["prefills"] += len(rows)
+                self._counts["scored_batches"] += 1
+                self._counts["generated_tokens"] += drawn
+            for seq in live:
+                if seq.scores_only:
                     continue
                 try:
                     ids = torch.tensor([seq.prompt_ids], dtype=torch.long, device=self.device)
-                    out = self.model(
-                        input_ids=ids, past_key_values=DynamicCache(), use_cache=True, **self._keep_last
-                    )
+                    # Prompt logprobs need every position's logits; generation only the last.
+                    keep = {} if seq.wants_prompt_logprobs else self._keep_last
+                    out = self.model(input_ids=ids, past_key_values=DynamicCache(), use_cache=True, **keep)
+                    if seq.wants_prompt_logprobs:
+                        seq.prompt_logprobs = PromptLogprobs.compute(
+                            out.logits[0], seq.prompt_ids, seq.params.logprobs or 0, self.tokenizer
+                        )
                     seq.generator = self._generator(seq.params)
                     seq.accept(choose_tokens(out.logits[:, -1, :].float(), [seq])[0])
                 except Exception as exc:

@@ -186,6 +186,7 @@ class Backend:
     _models: _Entry | None = None
     _addresses: dict[str, _Entry] = field(default_factory=dict)
     _context: dict[tuple[str, str], int] = field(default_factory=dict)
+    _templates: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     _pending: dict[Any, asyncio.Future[Any]] = field(default_factory=dict)
     controller_calls: int = 0  # for tests and /health: how often we actually asked the controller
 
@@ -298,6 +299,8 @@ class Backend:
             del self._addresses[model]
         for key in [k for k in self._context if k[0] == address]:
             del self._context[key]
+        for key in [k for k in self._templates if k[0] == address]:
+            del self._templates[key]
         self._models = None
 
     # ------------------------------------------------------------------ workers
@@ -333,6 +336,32 @@ class Backend:
                 return None
             self._context[key] = value
         return self._context[key]
+
+    async def template_info(self, requested: str) -> dict[str, Any] | None:
+        """The chat template the worker serving `requested` uses, from `/worker_get_conv_template`
+        (cached per worker): `{"conv_template": name, "conv_template_source": ...}`. None when no
+        worker answers within the control timeout (model listings must not wait on a busy worker)."""
+        try:
+            model, address = await self.route(requested)
+        except ServeError:
+            return None
+        key = (address, model)
+        if key not in self._templates:
+            try:
+                response = await self.client.post(
+                    f"{address}/worker_get_conv_template", json={"model": model}, timeout=self.control_timeout
+                )
+                conv = response.json().get("conv") if response.status_code == 200 else None
+            except (httpx.HTTPError, ValueError, AttributeError):
+                return None
+            if not isinstance(conv, dict):
+                return None
+            self._templates[key] = {
+                # Ours send "template" (None: the tokenizer's chat_template); FastChat's only "name".
+                "conv_template": conv.get("template") if "template" in conv else conv.get("name"),
+                "conv_template_source": conv.get("template_source"),
+            }
+        return dict(self._templates[key])
 
     async def _open(self, address: str, payload: dict[str, Any]) -> WorkerStream:
         request = self.client.build_request(

@@ -206,15 +206,31 @@ def _text_inputs(value: Any, what: str) -> list[str]:
     raise BadRequest(f"`{what}` must be text: token-id input is not supported by this server", param=what)
 
 
+def _completion_prompts(value: Any) -> list[dict[str, Any]]:
+    """The worker fields of each prompt: a string, strings, token ids, or lists of token ids
+    (OpenAI's four forms); ids travel as `prompt_token_ids` and are used verbatim."""
+    if isinstance(value, list) and not value:
+        raise BadRequest("`prompt` must not be empty", param="prompt")
+    if isinstance(value, list) and all(isinstance(v, int) for v in value):
+        return [{"prompt": "", "prompt_token_ids": list(value)}]
+    if isinstance(value, list) and all(isinstance(v, list) for v in value):
+        if any(not v for v in value):
+            raise BadRequest("a token-id prompt must not be empty", param="prompt")
+        return [{"prompt": "", "prompt_token_ids": list(v)} for v in value]
+    return [{"prompt": p} for p in _text_inputs(value, "prompt")]
+
+
 @router.post("/v1/completions")
 async def completions(request: Request) -> Response:
     req = CompletionRequest.model_validate(await read_json(request))
     _backend, _admission, settings = _state(request)
-    prompts = _text_inputs(req.prompt, "prompt")
+    prompts = _completion_prompts(req.prompt)
+    if req.max_tokens == 0 and not req.echo:
+        raise BadRequest("max_tokens 0 is only allowed with echo (to score the prompt)", param="max_tokens")
     max_new = await _max_new_tokens(request.app.state.backend, req.model, req.max_tokens)
     payloads = []
     for p, prompt in enumerate(prompts):
-        fields = {**_sampling(req, max_new), "prompt": prompt, "echo": req.echo, "logprobs": req.logprobs}
+        fields = {**_sampling(req, max_new), **prompt, "echo": req.echo, "logprobs": req.logprobs}
         payloads += [(p, _worker_payload(fields, req.seed, i)) for i in range(req.n)]
     wants_logprobs = req.logprobs is not None
     rid, created = _rid("cmpl"), int(time.time())
@@ -288,11 +304,19 @@ def _card(name: str, created: int) -> dict[str, Any]:
     }
 
 
+async def _cards(backend: Backend, names: list[str], created: int) -> list[dict[str, Any]]:
+    """Model cards, each with the chat template its worker serves it with (when a worker says)."""
+    infos = await asyncio.gather(*(backend.template_info(name) for name in names))
+    return [{**_card(name, created), **(info or {})} for name, info in zip(names, infos, strict=True)]
+
+
 @router.get("/v1/models")
 async def list_models(request: Request) -> Response:
     backend, _admission, _settings = _state(request)
     created = request.app.state.started
-    return JSONResponse({"object": "list", "data": [_card(m, created) for m in await backend.list_models()]})
+    return JSONResponse(
+        {"object": "list", "data": await _cards(backend, await backend.list_models(), created)}
+    )
 
 
 @router.get("/v1/models/{model_id:path}")
@@ -304,7 +328,8 @@ async def get_model(request: Request, model_id: str) -> Response:
     )
     if match is None:
         raise NotFound(f"The model `{model_id}` does not exist", param="model")
-    return JSONResponse(_card(match, request.app.state.started))
+    (card,) = await _cards(backend, [match], request.app.state.started)
+    return JSONResponse(card)
 
 
 __all__ = ["ServeError", "router"]

@@ -100,13 +100,17 @@ class WorkerMessage(LenientRequest):
 class GenerateRequest(LenientRequest):
     """Parameters of `/worker_generate(_stream)`; FastChat's names and defaults.
 
-    Extension: `messages` — when present the worker renders them with ITS template (exact token
-    ids, prompt built where the tokenizer lives) and `prompt` may be "". FastChat workers ignore it.
+    Extensions (FastChat workers ignore them): `messages` — when present the worker renders them
+    with ITS template (exact token ids, prompt built where the tokenizer lives) and `prompt` may be
+    ""; `prompt_token_ids` — the prompt as token ids, used verbatim (nothing added). With `echo`
+    and `logprobs`, the chunk's logprobs start with one entry per prompt token (the first one's
+    logprob null); `max_new_tokens` 0 is allowed with `echo` (the prompt's logprobs only).
     """
 
     model: str | None = None
     prompt: str = ""
     messages: list[WorkerMessage] | None = None
+    prompt_token_ids: list[int] | None = None
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = -1
@@ -283,7 +287,8 @@ class ChatCompletionRequest(_SamplingFields):
 
 class CompletionRequest(_SamplingFields):
     prompt: str | list[str] | list[int] | list[list[int]]
-    max_tokens: int | None = Field(16, ge=1)  # OpenAI's default for completions
+    # OpenAI's default for completions; 0 with `echo` scores the prompt only (evaluation harnesses).
+    max_tokens: int | None = Field(16, ge=0)
     logprobs: int | None = Field(None, ge=0, le=20)
     echo: bool = False
     suffix: str | None = None

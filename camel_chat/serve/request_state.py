@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from camel_chat.serve.detokenize import IncrementalDecoder, StopStrings
 from camel_chat.serve.engine import GenerationLimits
 from camel_chat.serve.errors import ErrorCode, InternalError, ServeError
 from camel_chat.serve.sampling import Choice, SamplingParams
+
+if TYPE_CHECKING:
+    from camel_chat.serve.prompt_scoring import PromptLogprobs
 
 
 @dataclass(frozen=True)
@@ -44,8 +47,12 @@ class RequestState:
         stops: StopStrings,
         stop_ids: set[int],
         decoder: IncrementalDecoder,
+        *,
+        wants_prompt_logprobs: bool = False,
     ) -> None:
         self.prompt_ids = prompt_ids
+        self.wants_prompt_logprobs = wants_prompt_logprobs  # echo + logprobs: score every prompt token
+        self.prompt_logprobs: PromptLogprobs | None = None
         self.params = params
         self.max_new_tokens = limits.max_new_tokens
         self.stops = stops
@@ -75,6 +82,17 @@ class RequestState:
     @property
     def done(self) -> bool:
         return self.finish_reason is not None or self.error is not None
+
+    @property
+    def scores_only(self) -> bool:
+        """Needs no KV cache after its prompt: at most one new token, and prompt logprobs (or none
+        at all). Such requests share one forward pass (`prompt_scoring.score_prompts`)."""
+        return self.max_new_tokens <= 1 and (self.wants_prompt_logprobs or self.max_new_tokens == 0)
+
+    def finish_without_tokens(self) -> None:
+        """`max_new_tokens` 0 (echo): done once the prompt is scored."""
+        self.finish_reason = "length"
+        self.snapshot = Snapshot("", 0, self.finish_reason, 0)
 
     def accept(self, choice: Choice) -> None:
         """Record a drawn token: logprobs, text, stop conditions, a new snapshot."""
@@ -112,12 +130,14 @@ class RequestState:
         self.error = exc
 
     def logprobs_dict(self, count: int, offset: int) -> dict[str, Any]:
-        """FastChat's logprobs (cumulative, like the text) for the first `count` tokens."""
+        """FastChat's logprobs (cumulative, like the text) for the first `count` generated tokens,
+        after the prompt's when they were asked for (`offset`: where the generated text starts)."""
+        p = self.prompt_logprobs
         return {
-            "text_offset": [offset + o for o in self.lp_offsets[:count]],
-            "tokens": self.lp_tokens[:count],
-            "token_logprobs": self.lp_values[:count],
-            "top_logprobs": self.lp_top[:count],
+            "text_offset": [*(p.text_offset if p else []), *(offset + o for o in self.lp_offsets[:count])],
+            "tokens": [*(p.tokens if p else []), *self.lp_tokens[:count]],
+            "token_logprobs": [*(p.token_logprobs if p else []), *self.lp_values[:count]],
+            "top_logprobs": [*(p.top_logprobs if p else []), *self.lp_top[:count]],
         }
 
 

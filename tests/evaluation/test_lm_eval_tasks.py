@@ -58,6 +58,38 @@ def test_api_commands(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--apply_chat_template" in chat and flag(chat, "--num_fewshot") == "0"
 
 
+def test_api_token_ids_with_a_tokenizer(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--api-base", "http://h:8000/v1", "--model", "tiny", "--output-dir", "o", "--tasks", "mmlu"]
+    (plain,) = commands(capsys, *argv)
+    assert "tokenized_requests=False" in flag(plain, "--model_args").split(",")
+    (ids,) = commands(capsys, *argv, "--tokenizer", "/ckpt/tiny", "--max-length", "512")
+    margs = flag(ids, "--model_args").split(",")
+    assert {"tokenized_requests=True", "tokenizer=/ckpt/tiny", "max_length=512"} <= set(margs)
+    (chat,) = commands(capsys, *argv, "--chat", "--tokenizer", "/ckpt/tiny")
+    assert "tokenized_requests=False" in flag(chat, "--model_args").split(",")  # chat is always text
+
+
+def test_task_data_that_cannot_be_fetched_is_reported(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A stand-in lm_eval that fails as datasets does offline: exit 3 and a message saying why."""
+    fake = tmp_path / "lm_eval"
+    fake.write_text(
+        "#!/bin/sh\necho \"ConnectionError: Couldn't reach 'allenai/ai2_arc' on the Hub "
+        '(LocalEntryNotFoundError)" >&2\nexit 1\n',
+        encoding="utf-8",
+    )
+    fake.chmod(0o755)
+    argv = ["run", "--api-base", "http://h/v1", "--model", "m", "--output-dir", str(tmp_path / "o")]
+    assert lt.main([*argv, "--lm-eval", str(fake)]) == lt.NO_DATA_EXIT == 3
+    err = capsys.readouterr().err
+    assert "Couldn't reach 'allenai/ai2_arc'" in err  # lm_eval's own stderr was passed through
+    assert "could not fetch 'allenai/ai2_arc' from the Hugging Face Hub for task arc_challenge" in err
+    fake.write_text("#!/bin/sh\necho 'some other failure' >&2\nexit 5\n", encoding="utf-8")
+    assert lt.main([*argv, "--lm-eval", str(fake)]) == 5
+    assert "error: arc_challenge failed (exit 5)" in capsys.readouterr().err
+
+
 def test_api_needs_model(capsys: pytest.CaptureFixture[str]) -> None:
     assert lt.main(["run", "--api-base", "http://x/v1", "--output-dir", "o", "--dry-run"]) == 2
 
@@ -162,7 +194,8 @@ def test_summary_empty(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
 
 
 def script(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    full = {k: v for k, v in os.environ.items() if k not in ("MODEL_PATH", "API_BASE", "MODEL", "TASKS")}
+    unset = ("MODEL_PATH", "API_BASE", "MODEL", "TASKS", "TOKENIZER", "MAX_LENGTH")
+    full = {k: v for k, v in os.environ.items() if k not in unset}
     return subprocess.run(
         ["bash", str(ROOT / "scripts" / "eval_tasks.sh"), *args],
         env={**full, **env}, capture_output=True, text=True, timeout=60, check=False,
@@ -182,6 +215,10 @@ def test_script_dry_run() -> None:
     done = script({"DRY_RUN": "1", "API_BASE": "http://h:8000/v1", "MODEL": "tiny", "OUTPUT_DIR": "/tmp/o"})
     assert done.returncode == 0, done.stderr
     assert len(done.stdout.splitlines()) == 4 and "local-completions" in done.stdout
+    done = script(
+        {"DRY_RUN": "1", "API_BASE": "http://h/v1", "MODEL": "m", "TOKENIZER": "/c", "MAX_LENGTH": "64"}
+    )
+    assert done.returncode == 0 and "tokenized_requests=True,tokenizer=/c,max_length=64" in done.stdout
     assert script({"DRY_RUN": "1"}).returncode == 1
 
 

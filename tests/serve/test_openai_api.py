@@ -428,8 +428,12 @@ async def test_bad_parameters_are_400_with_the_envelope(cluster: FakeCluster) ->
         "/v1/chat/completions", content=b"{not json", headers={"content-type": "application/json"}
     )
     assert r.status_code == 400
-    r = await client.post("/v1/completions", json={"model": MODEL, "prompt": [1, 2, 3]})
-    assert r.status_code == 400 and r.json()["error"]["param"] == "prompt"
+    # Token-id prompts are accepted now (issue 10); empty or mixed prompts are not.
+    for prompt in ([], [[]], [1, "a"]):
+        r = await client.post("/v1/completions", json={"model": MODEL, "prompt": prompt})
+        assert r.status_code == 400 and r.json()["error"]["param"].startswith("prompt"), (prompt, r.text)
+    r = await client.post("/v1/completions", json={"model": MODEL, "prompt": "a", "max_tokens": 0})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "max_tokens"
     assert cluster.generate == []
 
 

@@ -147,6 +147,58 @@ async def test_logprobs_are_fastchat_shaped(checkpoint: Path) -> None:
     }
 
 
+class PromptScoringLLM(FakeAsyncLLM):
+    """Adds vLLM's `prompt_logprobs` to the first output when the sampling params ask for them:
+    None for the first prompt token, then {id: Logprob} with the prompt token (rank 3) and one
+    better-ranked alternative (rank 1)."""
+
+    async def generate(self, prompt: Any, sampling_params: Any, request_id: str) -> AsyncIterator[Any]:
+        ids = prompt["prompt_token_ids"]
+        entries = None
+        if sampling_params.kwargs.get("prompt_logprobs") is not None:
+            entries = [None] + [
+                {
+                    t: SimpleNamespace(logprob=-2.0 - i, rank=3, decoded_token=f"p{t}"),
+                    99: SimpleNamespace(logprob=-0.1, rank=1, decoded_token="best"),
+                }
+                for i, t in enumerate(ids[1:])
+            ]
+        async for output in super().generate(prompt, sampling_params, request_id):
+            output.prompt_logprobs, entries = entries, None
+            yield output
+
+
+async def test_echo_logprobs_map_to_prompt_logprobs(checkpoint: Path) -> None:
+    llm = PromptScoringLLM([(10, "Hi"), (11, " there")], "length")
+    engine = make_engine(checkpoint, llm)
+    ids = engine.tokenizer("the cat sat")["input_ids"]
+    last = (await collect(engine, GenerateRequest(prompt_token_ids=ids, echo=True, logprobs=1)))[-1]
+    kw = llm.calls[0][1].kwargs
+    assert llm.calls[0][0] == {"prompt_token_ids": ids} and kw["prompt_logprobs"] == 1
+    lp = last.logprobs
+    assert lp is not None and len(lp["tokens"]) == len(ids) + 2
+    assert lp["token_logprobs"] == [None] + [-2.0 - i for i in range(len(ids) - 1)] + [-0.5, -0.5]
+    assert lp["top_logprobs"][0] is None
+    assert lp["top_logprobs"][1] == {"best": -0.1, f"p{ids[1]}": -2.0}  # top-1 + the prompt token
+    assert lp["tokens"][-2:] == ["Hi", " there"]
+    echo = engine.tokenizer.decode(ids, skip_special_tokens=True)
+    assert last.text == echo + "Hi there" and lp["text_offset"][len(ids)] == len(echo)
+
+    # max_tokens 0: vLLM is asked for one token, which is dropped; its request is aborted.
+    llm = PromptScoringLLM([(10, "Hi"), (11, " there")], "length", gate=True)
+    engine = make_engine(checkpoint, llm)
+    chunks = await collect(
+        engine, GenerateRequest(prompt_token_ids=ids, echo=True, logprobs=0, max_new_tokens=0)
+    )
+    assert llm.calls[0][1].kwargs["max_tokens"] == 1 and llm.aborted == [llm.calls[0][2]]
+    (only,) = chunks
+    assert only.text == echo and only.finish_reason == "length" and only.usage.completion_tokens == 0
+    assert only.logprobs is not None and len(only.logprobs["tokens"]) == len(ids)
+    assert engine.stats()["aborted"] == 0  # not counted as a client that left
+    with pytest.raises(BadRequest, match="0 only with echo"):
+        await collect(engine, GenerateRequest(prompt="x", echo=False, max_new_tokens=0))
+
+
 async def test_a_consumer_that_leaves_aborts_the_request(checkpoint: Path) -> None:
     llm = FakeAsyncLLM([(10, "a"), (11, "b"), (12, "c")], gate=True)
     engine = make_engine(checkpoint, llm)

@@ -1,0 +1,142 @@
+"""Prompt logprobs (`echo` + `logprobs`): what evaluation harnesses read for every prompt token.
+
+    PromptLogprobs.compute(logits, ids, top, tokenizer)   one row's logits [L, vocab] -> the
+                          OpenAI completions fields for its L prompt tokens: `tokens`,
+                          `token_logprobs` (the first null: nothing predicts it), `top_logprobs`
+                          (the first null; else the prompt token itself plus the `top` most likely,
+                          as vLLM's prompt_logprobs) and `text_offset` (into the decoded prompt)
+    score_groups(lengths, vocab)   which waiting prompts share one forward pass (a logits budget)
+    score_prompts(model, seqs, ...)  ONE right-padded forward pass for a group of requests that
+                          need no KV cache afterwards (at most one new token): prompt logprobs, and
+                          the one token drawn from the last prompt position
+
+The values are `log_softmax` of the model's raw logits in float32, position i scoring token i+1:
+exactly what a direct transformers forward pass gives (a test checks it to 1e-4). Right padding
+leaves every real token's attention and positions as they are alone (the mask hides the pads,
+causality keeps them from reaching back). Runs on the engine thread; imports torch lazily.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from camel_chat.serve.detokenize import IncrementalDecoder
+from camel_chat.serve.sampling import choose_tokens
+
+if TYPE_CHECKING:
+    from camel_chat.serve.request_state import RequestState
+
+#: Logits one scoring forward pass may hold (float32 elements: 2**27 = 512 MiB), and tokens.
+SCORE_LOGITS_BUDGET = 2**27
+SCORE_TOKENS_BUDGET = 8192
+
+
+@dataclass(frozen=True)
+class PromptLogprobs:
+    """One entry per prompt token, in the completions `logprobs` shape."""
+
+    tokens: list[str]
+    token_logprobs: list[float | None]
+    top_logprobs: list[dict[str, float] | None]
+    text_offset: list[int]
+
+    @classmethod
+    def compute(cls, logits: Any, ids: Sequence[int], top: int, tokenizer: Any) -> PromptLogprobs:
+        """From `logits` [len(ids), vocab] of a forward pass over `ids` (position i predicts i+1)."""
+        import torch
+
+        ids = list(ids)
+        names = tokenizer.batch_decode([[t] for t in ids])
+        values: list[float | None] = [None]
+        tops: list[dict[str, float] | None] = [None]
+        if len(ids) > 1:
+            logprobs = torch.log_softmax(logits[:-1].float(), dim=-1)
+            targets = torch.tensor(ids[1:], dtype=torch.long, device=logprobs.device)
+            chosen = logprobs.gather(1, targets[:, None])[:, 0].tolist()
+            values += chosen
+            alternatives: list[list[tuple[int, float]]] = [[] for _ in chosen]
+            if top > 0:
+                best, best_ids = torch.topk(logprobs, min(top, logprobs.shape[-1]), dim=-1)
+                pairs = zip(best_ids.tolist(), best.tolist(), strict=True)
+                alternatives = [list(zip(i, v, strict=True)) for i, v in pairs]
+            unique = sorted({t for row in alternatives for t, _ in row})
+            decoded: dict[int, str] = {}
+            if unique:  # (batch_decode([]) answers [""] in transformers 5)
+                decoded = dict(zip(unique, tokenizer.batch_decode([[t] for t in unique]), strict=True))
+            for name, value, row in zip(names[1:], chosen, alternatives, strict=True):
+                entry = {decoded[t]: lp for t, lp in row}
+                entry[name] = value  # the prompt token itself is always there (vLLM does the same)
+                tops.append(entry)
+        decoder = IncrementalDecoder(tokenizer)
+        offsets = []
+        for token in ids:
+            offsets.append(len(decoder.text))
+            decoder.push(token)
+        return cls(names, values, tops, offsets)
+
+
+def score_groups(lengths: Sequence[int], vocab: int) -> list[list[int]]:
+    """Indices of the prompts, in order, grouped so that a group's padded logits fit the budget
+    (a prompt over the budget alone gets a group of its own)."""
+    budget = max(1, min(SCORE_TOKENS_BUDGET, SCORE_LOGITS_BUDGET // max(1, vocab)))
+    groups: list[list[int]] = []
+    width = 0
+    for i, length in enumerate(lengths):
+        if groups and (len(groups[-1]) + 1) * max(width, length) <= budget:
+            groups[-1].append(i)
+            width = max(width, length)
+        else:
+            groups.append([i])
+            width = length
+    return groups
+
+
+def forward_rows(model: Any, rows: Sequence[Sequence[int]], device: Any) -> Any:
+    """Logits [len(rows), longest, vocab] of one right-padded forward pass without a KV cache."""
+    import torch
+
+    width = max(len(r) for r in rows)
+    ids = torch.zeros(len(rows), width, dtype=torch.long, device=device)
+    mask = torch.zeros(len(rows), width, dtype=torch.long, device=device)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+        mask[i, : len(row)] = 1
+    return model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+
+
+def score_prompts(
+    model: Any,
+    seqs: Sequence[RequestState],
+    device: Any,
+    tokenizer: Any,
+    make_generator: Callable[[Any], Any],
+) -> int:
+    """One forward pass for `seqs` (each `scores_only`): prompt logprobs where asked, then the one
+    token each may draw, or its end without one. Returns the number of tokens drawn.
+    A failing forward pass fails the group; a row failing afterwards fails alone."""
+    from camel_chat.serve.request_state import as_serve_error
+
+    try:
+        logits = forward_rows(model, [s.prompt_ids for s in seqs], device)
+    except Exception as exc:
+        for seq in seqs:
+            seq.fail(as_serve_error(exc))
+        return 0
+    drawn = 0
+    for i, seq in enumerate(seqs):
+        row = logits[i, : len(seq.prompt_ids)]
+        try:
+            if seq.wants_prompt_logprobs:
+                top = seq.params.logprobs or 0
+                seq.prompt_logprobs = PromptLogprobs.compute(row, seq.prompt_ids, top, tokenizer)
+            if seq.max_new_tokens == 0:
+                seq.finish_without_tokens()
+                continue
+            seq.generator = make_generator(seq.params)
+            seq.accept(choose_tokens(row[-1:].float(), [seq])[0])
+            drawn += 1
+        except Exception as exc:
+            seq.fail(as_serve_error(exc))
+    return drawn
