@@ -3,6 +3,10 @@
     python -m camel_chat.serve.cli --model-path CHECKPOINT [--device cpu] [--style rich]
     python -m camel_chat.serve.cli --api-base http://localhost:8000/v1 --model NAME [--api-key KEY]
 
+Sampling: without --temperature, direct mode uses the checkpoint's generation_config.json
+temperature/top_p (as vLLM does), else 0.7; API mode leaves it to the server (which does the same
+for our servers). Greedy: --temperature 0.
+
 Direct mode runs the checkpoint in this process (`TransformersEngine`, the worker's engine: same
 template, same stop conditions); API mode talks to any OpenAI-compatible server with the
 official `openai` client. Both stream.
@@ -36,13 +40,18 @@ from camel_chat.serve.chat_io import ChatIO, make_chatio
 USER, ASSISTANT = "USER", "ASSISTANT"
 
 
+#: The temperature when neither --temperature nor the checkpoint's generation_config.json gives one.
+DEFAULT_TEMPERATURE = 0.7
+
+
 class Backend(Protocol):
     template_name: str | None
 
     def stream(
-        self, messages: list[dict[str, str]], temperature: float, max_new_tokens: int
+        self, messages: list[dict[str, str]], temperature: float | None, max_new_tokens: int
     ) -> Iterator[str]:
-        """Cumulative reply texts. Closing the iterator early stops the generation."""
+        """Cumulative reply texts (temperature None: the model's default). Closing the iterator
+        early stops the generation."""
         ...
 
 
@@ -79,14 +88,21 @@ class DirectBackend:
     """A TransformersEngine run on a background event loop; Ctrl-C cancels the request."""
 
     def __init__(self, engine: Any) -> None:
+        from camel_chat.serve.sampling import SamplingDefaults
+
         self.engine = engine
+        # A request without a temperature gets the checkpoint's (generation_config.json), else 0.7.
+        engine.sampling_defaults = SamplingDefaults.from_generation_config(
+            getattr(engine.model, "generation_config", None),
+            SamplingDefaults(temperature=DEFAULT_TEMPERATURE),
+        )
         self.template_name = engine.template_name
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="camel-chat-cli-loop", daemon=True)
         self._thread.start()
 
     def stream(
-        self, messages: list[dict[str, str]], temperature: float, max_new_tokens: int
+        self, messages: list[dict[str, str]], temperature: float | None, max_new_tokens: int
     ) -> Iterator[str]:
         from camel_chat.serve.protocol import GenerateRequest
 
@@ -146,17 +162,19 @@ class ApiBackend:
         self.template_name = template
 
     def stream(
-        self, messages: list[dict[str, str]], temperature: float, max_new_tokens: int
+        self, messages: list[dict[str, str]], temperature: float | None, max_new_tokens: int
     ) -> Iterator[str]:
         import openai
 
+        # No --temperature: leave it out, so the server applies the model's generation config.
+        sampling = {} if temperature is None else {"temperature": temperature}
         try:
             response = self.client.chat.completions.create(
                 model=self.model,
                 messages=messages,  # type: ignore[arg-type]
-                temperature=temperature,
                 max_tokens=max_new_tokens,
                 stream=True,
+                **sampling,
             )
         except openai.OpenAIError as exc:
             raise CamelChatError(f"API error: {exc}") from exc
@@ -179,7 +197,7 @@ class ApiBackend:
 
 
 def _generate(
-    backend: Backend, chatio: ChatIO, conv: Conversation, temperature: float, max_new_tokens: int
+    backend: Backend, chatio: ChatIO, conv: Conversation, temperature: float | None, max_new_tokens: int
 ) -> None:
     """Stream one reply into `conv` (what was shown so far when interrupted)."""
     latest = [""]
@@ -268,7 +286,7 @@ def chat_loop(
     chatio: ChatIO,
     *,
     system: str | None = None,
-    temperature: float = 0.7,
+    temperature: float | None = None,
     max_new_tokens: int = 512,
     conv: Conversation | None = None,
 ) -> Conversation:
@@ -325,7 +343,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-remote-code", action="store_true", help="run the checkpoint's own Python code")
     p.add_argument("--conv-template", default=None, help="template name (default: what the checkpoint says)")
     p.add_argument("--conv-system-msg", default=None, help="system message for the conversation")
-    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        help="default: the checkpoint's generation_config.json, else 0.7 (direct) or the server's default",
+    )
     p.add_argument("--repetition_penalty", type=float, default=1.0, help=argparse.SUPPRESS)
     p.add_argument("--max-new-tokens", type=int, default=512)
     p.add_argument("--api-base", default=None, help="OpenAI-compatible server, e.g. http://localhost:8000/v1")

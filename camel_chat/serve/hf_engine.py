@@ -45,7 +45,7 @@ from camel_chat.serve.kv_batch import BatchCache
 from camel_chat.serve.prompt_scoring import PromptLogprobs, score_groups, score_prompts
 from camel_chat.serve.protocol import GenerateChunk, GenerateRequest, Usage
 from camel_chat.serve.request_state import RequestState, Snapshot, as_serve_error
-from camel_chat.serve.sampling import Choice, SamplingParams, choose_tokens
+from camel_chat.serve.sampling import Choice, SamplingDefaults, SamplingParams, choose_tokens
 
 log = logging.getLogger(__name__)
 EMBED_BATCH_SIZE = 8
@@ -71,10 +71,15 @@ class TransformersEngine(ChatFormatQueries):
         context_length: int | None = None,
         max_batch_size: int = 32,
         num_threads: int | None = None,
+        sampling_defaults: SamplingDefaults | None = None,
     ) -> None:
         import inspect
 
         self.model = model
+        # What a request that leaves temperature/top_p/... out gets (the checkpoint's generation config).
+        self.sampling_defaults = sampling_defaults or SamplingDefaults.from_generation_config(
+            getattr(model, "generation_config", None)
+        )
         self.tokenizer = tokenizer
         self.chat = chat
         self.model_names = list(model_names)
@@ -163,7 +168,7 @@ class TransformersEngine(ChatFormatQueries):
     # ------------------------------------------------------------------ generation
 
     async def generate(self, request: GenerateRequest) -> AsyncIterator[GenerateChunk]:
-        params = SamplingParams.from_request(request)
+        params = SamplingParams.from_request(request, self.sampling_defaults)
         prompt_ids = await asyncio.to_thread(self.chat.prompt_ids, request)
         limits = GenerationLimits.check(
             len(prompt_ids), request.max_new_tokens, self.context_length, echo=request.echo

@@ -111,10 +111,11 @@ class GenerateRequest(LenientRequest):
     prompt: str = ""
     messages: list[WorkerMessage] | None = None
     prompt_token_ids: list[int] | None = None
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = -1
-    repetition_penalty: float = 1.0
+    # None: not given; the worker uses the checkpoint's generation_config.json, else 1.0/1.0/-1/1.0.
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    repetition_penalty: float | None = None
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     max_new_tokens: int = 256
@@ -246,9 +247,10 @@ class _SamplingFields(LenientRequest):
     """Fields chat and completions share; ranges follow OpenAI's (violations -> HTTP 400)."""
 
     model: str
-    temperature: float = Field(1.0, ge=0.0, le=2.0)
-    top_p: float = Field(1.0, ge=0.0, le=1.0)
-    top_k: int = -1
+    # None (not given): the served checkpoint's generation_config.json decides, else OpenAI's 1.0.
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, ge=0.0, le=1.0)
+    top_k: int | None = None
     n: int = Field(1, ge=1, le=128)
     max_tokens: int | None = Field(None, ge=1)
     stop: str | list[str] | None = None
@@ -256,14 +258,14 @@ class _SamplingFields(LenientRequest):
     stream_options: StreamOptions | None = None
     presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
     frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
-    repetition_penalty: float = Field(1.0, gt=0.0)  # extension (FastChat /api/v1, vLLM)
+    repetition_penalty: float | None = Field(None, gt=0.0)  # extension (FastChat /api/v1, vLLM)
     seed: int | None = None
     user: str | None = None
 
     @field_validator("top_k")
     @classmethod
-    def _top_k(cls, v: int) -> int:
-        if v == 0 or v < -1:
+    def _top_k(cls, v: int | None) -> int | None:
+        if v is not None and (v == 0 or v < -1):
             raise ValueError("top_k must be -1 (off) or >= 1")
         return v
 

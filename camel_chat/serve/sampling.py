@@ -1,5 +1,8 @@
 """Choosing the next token for every row of a batch, each row with its own sampling parameters.
 
+    SamplingDefaults  what a request that leaves temperature/top_p/top_k/repetition_penalty out
+                      gets: the checkpoint's generation_config.json values (as vLLM does), else
+                      FastChat's defaults (1.0, 1.0, off, 1.0)
     SamplingParams    a request's temperature/top_p/top_k/penalties/seed/logprobs, validated (400)
     choose_tokens     logits [rows, vocab] -> one `Choice` per row (token, logprob, top alternatives)
 
@@ -14,7 +17,7 @@ Greedy rows without penalties or logprobs share one argmax over the batch.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from camel_chat.serve.errors import BadRequest
@@ -24,6 +27,35 @@ if TYPE_CHECKING:
     import torch
 
 MAX_LOGPROBS = 20
+
+
+#: The generation_config.json keys that become defaults (vLLM reads the same ones).
+GENERATION_CONFIG_KEYS = ("temperature", "top_p", "top_k", "repetition_penalty")
+
+
+@dataclass(frozen=True)
+class SamplingDefaults:
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = -1
+    repetition_penalty: float = 1.0
+
+    @classmethod
+    def from_generation_config(cls, config: Any, base: SamplingDefaults | None = None) -> SamplingDefaults:
+        """`base` (default: FastChat's) overridden by what a `GenerationConfig` sets (only the
+        values it sets, not transformers' own defaults such as top_k=50), or by the keys of a
+        generation_config.json dict."""
+        base = base or cls()
+        if config is None:
+            return base
+        values = config.to_diff_dict() if hasattr(config, "to_diff_dict") else dict(config)
+        given: dict[str, Any] = {}
+        for key in GENERATION_CONFIG_KEYS:
+            if values.get(key) is not None:
+                given[key] = float(values[key]) if key != "top_k" else int(values[key])
+        if given.get("top_k", 1) <= 0:
+            given["top_k"] = -1
+        return replace(base, **given)
 
 
 @dataclass(frozen=True)
@@ -38,26 +70,33 @@ class SamplingParams:
     logprobs: int | None = None  # None: none; k >= 0: the chosen token's and k alternatives
 
     @classmethod
-    def from_request(cls, request: GenerateRequest) -> SamplingParams:
-        """The request's parameters; out-of-range values raise `BadRequest` naming them."""
-        if request.temperature < 0:
-            raise BadRequest(f"temperature must be >= 0, not {request.temperature}", param="temperature")
-        if not 0 <= request.top_p <= 1:
-            raise BadRequest(f"top_p must be in [0, 1], not {request.top_p}", param="top_p")
-        if request.repetition_penalty <= 0:
-            raise BadRequest(
-                f"repetition_penalty must be > 0, not {request.repetition_penalty}",
-                param="repetition_penalty",
-            )
+    def from_request(
+        cls, request: GenerateRequest, defaults: SamplingDefaults | None = None
+    ) -> SamplingParams:
+        """The request's parameters, `defaults` for those it leaves out (None); out-of-range
+        values raise `BadRequest` naming them."""
+        d = defaults or SamplingDefaults()
+        temperature = d.temperature if request.temperature is None else request.temperature
+        top_p = d.top_p if request.top_p is None else request.top_p
+        top_k = d.top_k if request.top_k is None else request.top_k
+        repetition = (
+            d.repetition_penalty if request.repetition_penalty is None else request.repetition_penalty
+        )
+        if temperature < 0:
+            raise BadRequest(f"temperature must be >= 0, not {temperature}", param="temperature")
+        if not 0 <= top_p <= 1:
+            raise BadRequest(f"top_p must be in [0, 1], not {top_p}", param="top_p")
+        if repetition <= 0:
+            raise BadRequest(f"repetition_penalty must be > 0, not {repetition}", param="repetition_penalty")
         if request.logprobs is not None and not 0 <= request.logprobs <= MAX_LOGPROBS:
             raise BadRequest(
                 f"logprobs must be in [0, {MAX_LOGPROBS}], not {request.logprobs}", param="logprobs"
             )
         return cls(
-            temperature=request.temperature,
-            top_p=request.top_p,
-            top_k=request.top_k if request.top_k > 0 else -1,
-            repetition_penalty=request.repetition_penalty,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k if top_k > 0 else -1,
+            repetition_penalty=repetition,
             presence_penalty=request.presence_penalty,
             frequency_penalty=request.frequency_penalty,
             seed=request.seed,

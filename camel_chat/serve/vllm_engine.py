@@ -37,19 +37,25 @@ from camel_chat.serve.engine import (
 from camel_chat.serve.errors import BadRequest
 from camel_chat.serve.prompt_scoring import PromptLogprobs
 from camel_chat.serve.protocol import GenerateChunk, GenerateRequest, Usage
-from camel_chat.serve.sampling import SamplingParams
+from camel_chat.serve.sampling import SamplingDefaults, SamplingParams
 
 _request_ids = itertools.count()
 
 
-def _eos_ids(model_path: str | Path) -> list[int]:
-    """The EOS ids in the checkpoint's generation_config.json (none if it has no such file)."""
+def _generation_config(model_path: str | Path) -> Any:
+    """The checkpoint's generation_config.json as a `GenerationConfig`; None if it has none."""
     try:
         from transformers import GenerationConfig
 
-        eos = GenerationConfig.from_pretrained(str(model_path)).eos_token_id
+        return GenerationConfig.from_pretrained(str(model_path))
     except (OSError, ValueError):
-        return []
+        return None
+
+
+def _eos_ids(model_path: str | Path) -> list[int]:
+    """The EOS ids in the checkpoint's generation_config.json (none if it has no such file)."""
+    config = _generation_config(model_path)
+    eos = None if config is None else config.eos_token_id
     return [eos] if isinstance(eos, int) else list(eos or [])
 
 
@@ -64,8 +70,10 @@ class VllmEngine(ChatFormatQueries):
         model_names: Sequence[str],
         context_length: int,
         sampling_params_cls: Any,
+        sampling_defaults: SamplingDefaults | None = None,
     ) -> None:
         self.llm = llm
+        self.sampling_defaults = sampling_defaults or SamplingDefaults()
         self.chat = chat
         self.tokenizer = chat.tokenizer
         self.model_names = list(model_names)
@@ -103,6 +111,7 @@ class VllmEngine(ChatFormatQueries):
             model_names=default_model_names(model_path, model_names),
             context_length=int(context_length),
             sampling_params_cls=sampling_params_cls,
+            sampling_defaults=SamplingDefaults.from_generation_config(_generation_config(model_path)),
         )
 
     # ------------------------------------------------------------------ small queries
@@ -152,7 +161,7 @@ class VllmEngine(ChatFormatQueries):
         return self.sampling_params_cls(**kwargs)
 
     async def generate(self, request: GenerateRequest) -> AsyncIterator[GenerateChunk]:
-        params = SamplingParams.from_request(request)
+        params = SamplingParams.from_request(request, self.sampling_defaults)
         prompt_ids = await asyncio.to_thread(self.chat.prompt_ids, request)
         limits = GenerationLimits.check(
             len(prompt_ids), request.max_new_tokens, self.context_length, echo=request.echo

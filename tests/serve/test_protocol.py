@@ -31,6 +31,7 @@ from camel_chat.serve.protocol import (
     error_chunk,
     frame_chunk,
 )
+from camel_chat.serve.sampling import SamplingParams
 
 # ---------------------------------------------------------------- protocol
 
@@ -39,7 +40,10 @@ def test_requests_ignore_unknown_fields_and_treat_null_as_default() -> None:
     req = GenerateRequest.model_validate(
         {"prompt": "hi", "temperature": None, "top_k": None, "stop": None, "images": [], "echo": False}
     )
-    assert (req.temperature, req.top_k, req.stop, req.echo) == (1.0, -1, None, False)
+    # Sampling fields left out or null stay None ("not given"); the engine fills in its defaults.
+    assert (req.temperature, req.top_k, req.stop, req.echo) == (None, None, None, False)
+    params = SamplingParams.from_request(req)
+    assert (params.temperature, params.top_p, params.top_k, params.repetition_penalty) == (1.0, 1.0, -1, 1.0)
     assert req.max_new_tokens == 256 and req.messages is None
     reg = RegisterWorkerRequest.model_validate({"worker_name": "http://w:1", "worker_status": None})
     assert reg.worker_status is None and reg.check_heart_beat is True
