@@ -8,8 +8,9 @@ How it runs. One scheduler task per engine (started on first use, in the running
 alternates two kinds of steps, each executed on the engine's single worker thread so the event
 loop never blocks:
 
-    prefill   every waiting request (up to `max_batch_size` running) runs its prompt alone, draws
-              its first token and joins the batch's left-padded KV cache (`kv_batch.BatchCache`)
+    prefill   the waiting requests (up to `max_batch_size` running) run their prompts together in
+              left-padded passes (`prefill`), draw their first tokens and join the batch's
+              left-padded KV cache (`kv_batch.BatchCache`); prompt scoring has its own pass
     decode    ONE forward pass advances every running request by one token
 
 so requests join and leave at step boundaries. A request leaves when it stops (stop token, stop
@@ -42,6 +43,7 @@ from camel_chat.serve.engine import (
 )
 from camel_chat.serve.errors import BadRequest, ErrorCode, ServiceUnavailable
 from camel_chat.serve.kv_batch import BatchCache
+from camel_chat.serve.prefill import prefill_groups, prefill_together
 from camel_chat.serve.prompt_scoring import PromptLogprobs, score_groups, score_prompts
 from camel_chat.serve.protocol import GenerateChunk, GenerateRequest, Usage
 from camel_chat.serve.request_state import RequestState, Snapshot, as_serve_error
@@ -106,6 +108,7 @@ class TransformersEngine(ChatFormatQueries):
             "decode_steps": 0,
             "prefills": 0,
             "scored_batches": 0,
+            "prefill_batches": 0,
             "generated_tokens": 0,
             "max_batch": 0,
         }
@@ -293,10 +296,10 @@ class TransformersEngine(ChatFormatQueries):
         return generator
 
     def _prefill(self, seqs: list[RequestState]) -> None:
-        """Engine thread: run each newcomer's prompt alone, draw its first token, add it to the batch.
-        Newcomers that need no KV cache afterwards (prompt scoring) share one forward pass."""
+        """Engine thread: the newcomers' prompts, in as few forward passes as fit: scoring requests
+        (no KV cache afterwards) share passes, generation requests share left-padded prefill
+        passes, and a request that wants prompt logprobs prefills alone (all positions' logits)."""
         import torch
-        from transformers import DynamicCache
 
         live = [seq for seq in seqs if not seq.cancelled]
         scoring = [seq for seq in live if seq.scores_only]
@@ -308,29 +311,64 @@ class TransformersEngine(ChatFormatQueries):
                 self._counts["prefills"] += len(rows)
                 self._counts["scored_batches"] += 1
                 self._counts["generated_tokens"] += drawn
-            for seq in live:
-                if seq.scores_only:
-                    continue
-                try:
-                    ids = torch.tensor([seq.prompt_ids], dtype=torch.long, device=self.device)
-                    # Prompt logprobs need every position's logits; generation only the last.
-                    keep = {} if seq.wants_prompt_logprobs else self._keep_last
-                    out = self.model(input_ids=ids, past_key_values=DynamicCache(), use_cache=True, **keep)
-                    if seq.wants_prompt_logprobs:
-                        seq.prompt_logprobs = PromptLogprobs.compute(
-                            out.logits[0], seq.prompt_ids, seq.params.logprobs or 0, self.tokenizer
-                        )
-                    seq.generator = self._generator(seq.params)
-                    seq.accept(choose_tokens(out.logits[:, -1, :].float(), [seq])[0])
-                except Exception as exc:
-                    seq.fail(as_serve_error(exc))
-                    continue
-                self._counts["prefills"] += 1
-                self._counts["generated_tokens"] += 1
-                if seq.finish_reason is None:
-                    self._batch.add(out.past_key_values, len(seq.prompt_ids))
-                    self._running.append(seq)
+            together = [seq for seq in live if not seq.scores_only and not seq.wants_prompt_logprobs]
+            for group in prefill_groups([len(seq.prompt_ids) for seq in together]):
+                self._prefill_together([together[i] for i in group])
+            for seq in live:  # prompt logprobs need every position's logits: these prefill alone
+                if seq.wants_prompt_logprobs and not seq.scores_only:
+                    self._prefill_alone(seq)
         self._counts["max_batch"] = max(self._counts["max_batch"], len(self._running))
+
+    def _prefill_alone(self, seq: RequestState) -> None:
+        """Engine thread: one prompt alone (keeping every position's logits where it asks for
+        prompt logprobs), its first token drawn, its row added to the batch."""
+        import torch
+        from transformers import DynamicCache
+
+        try:
+            ids = torch.tensor([seq.prompt_ids], dtype=torch.long, device=self.device)
+            keep = {} if seq.wants_prompt_logprobs else self._keep_last
+            out = self.model(input_ids=ids, past_key_values=DynamicCache(), use_cache=True, **keep)
+            if seq.wants_prompt_logprobs:
+                seq.prompt_logprobs = PromptLogprobs.compute(
+                    out.logits[0], seq.prompt_ids, seq.params.logprobs or 0, self.tokenizer
+                )
+            seq.generator = self._generator(seq.params)
+            seq.accept(choose_tokens(out.logits[:, -1, :].float(), [seq])[0])
+        except Exception as exc:
+            seq.fail(as_serve_error(exc))
+            return
+        self._counts["prefills"] += 1
+        self._counts["generated_tokens"] += 1
+        if seq.finish_reason is None:
+            self._batch.add(out.past_key_values, len(seq.prompt_ids))
+            self._running.append(seq)
+
+    def _prefill_together(self, seqs: list[RequestState]) -> None:
+        """Engine thread: the group's prompts in one left-padded pass; first tokens drawn; the
+        rows join the batch. If the shared pass fails, each prompt is retried alone, so a bad
+        request fails by itself."""
+        if len(seqs) == 1:
+            self._prefill_alone(seqs[0])
+            return
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        try:
+            prompts = [seq.prompt_ids for seq in seqs]
+            logits, cache, mask = prefill_together(self.model, prompts, pad_id, self.device, self._keep_last)
+        except Exception:
+            log.warning("batched prefill of %d prompts failed; prefilling them one by one", len(seqs))
+            for seq in seqs:
+                self._prefill_alone(seq)
+            return
+        for seq in seqs:
+            seq.generator = self._generator(seq.params)
+        first = len(self._running)
+        self._running.extend(seqs)
+        self._batch.add_rows(cache, mask)
+        self._counts["prefills"] += len(seqs)
+        self._counts["prefill_batches"] += 1
+        self._draw(logits, self._running[first:])
+        self._keep([i for i, seq in enumerate(self._running) if not seq.done])
 
     def _decode(self) -> None:
         """Engine thread: drop cancelled rows, then one forward pass for all running sequences."""
@@ -365,20 +403,22 @@ class TransformersEngine(ChatFormatQueries):
         self._counts["decode_steps"] += 1
         self._keep([i for i, seq in enumerate(self._running) if not seq.done])
 
-    def _draw(self, logits: Any) -> None:
-        """Each row's next token; a row whose sampling fails (e.g. NaN scores) fails alone."""
+    def _draw(self, logits: Any, seqs: Sequence[RequestState] | None = None) -> None:
+        """Each row's next token (rows = `seqs`, default the running batch); a row whose
+        sampling fails (e.g. NaN scores) fails alone."""
+        seqs = self._running if seqs is None else seqs
         choices: list[Choice | None]
         try:
-            choices = list(choose_tokens(logits, self._running))
+            choices = list(choose_tokens(logits, seqs))
         except Exception:
             choices = []
-            for i, seq in enumerate(self._running):
+            for i, seq in enumerate(seqs):
                 try:
                     choices += choose_tokens(logits[i : i + 1], [seq])
                 except Exception as exc:
                     seq.fail(as_serve_error(exc))
                     choices.append(None)
-        for seq, choice in zip(self._running, choices, strict=True):
+        for seq, choice in zip(seqs, choices, strict=True):
             if choice is not None:
                 seq.accept(choice)
                 self._counts["generated_tokens"] += 1

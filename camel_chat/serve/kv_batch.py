@@ -6,6 +6,7 @@ so one forward pass advances every sequence by one token (each with its own `pos
 
     batch = BatchCache()
     batch.add(single_row_cache, prompt_len)     # a prefilled newcomer joins (left-padding as needed)
+    batch.add_rows(cache, mask)                 # newcomers prefilled together, left-padded
     mask, positions = batch.next_inputs()       # for the decoding forward pass
     model(input_ids, attention_mask=mask, position_ids=positions, past_key_values=batch.cache)
     batch.advance(mask)
@@ -47,15 +48,24 @@ class BatchCache:
     def add(self, cache: Any, length: int) -> None:
         """Append a one-row cache holding `length` tokens (positions 0..length-1) as the last row."""
         import torch
+
+        device = self.device if self.device is not None else cache.layers[0].keys.device
+        self.add_rows(cache, torch.ones(1, length, dtype=torch.long, device=device))
+
+    def add_rows(self, cache: Any, mask: torch.Tensor) -> None:
+        """Append the rows of a left-padded cache (a batched prefill): `mask` [rows, length] is 1
+        where a row holds a token; each row's next position is its token count."""
+        import torch
         import torch.nn.functional as F
 
         device = self.device if self.device is not None else cache.layers[0].keys.device
-        row_mask = torch.ones(1, length, dtype=torch.long, device=device)
-        row_pos = torch.tensor([length], dtype=torch.long, device=device)
+        mask = mask.to(device=device, dtype=torch.long)
+        positions = mask.sum(dim=1)
         if self.cache is None:
-            self.cache, self.mask, self.positions = cache, row_mask, row_pos
+            self.cache, self.mask, self.positions = cache, mask, positions
             return
         assert self.mask is not None and self.positions is not None
+        length = int(mask.shape[1])
         total = max(self.length, length)
         pad_batch, pad_row = total - self.length, total - length
         for mine, theirs in zip(self.cache.layers, cache.layers, strict=True):
@@ -66,8 +76,8 @@ class BatchCache:
             mine.values = torch.cat(
                 [F.pad(mine.values, (0, 0, pad_batch, 0)), F.pad(theirs.values, (0, 0, pad_row, 0))]
             )
-        self.mask = torch.cat([F.pad(self.mask, (pad_batch, 0)), F.pad(row_mask, (pad_row, 0))])
-        self.positions = torch.cat([self.positions, row_pos])
+        self.mask = torch.cat([F.pad(self.mask, (pad_batch, 0)), F.pad(mask, (pad_row, 0))])
+        self.positions = torch.cat([self.positions, positions])
 
     def next_inputs(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(attention mask including the new token, position ids [rows, 1]) for one decoding step."""

@@ -280,6 +280,35 @@ async def test_batched_requests_equal_the_same_requests_alone(engine: Transforme
     steps = after["decode_steps"] - before["decode_steps"]
     tokens = sum(c.usage.completion_tokens for c in alone)  # type: ignore[union-attr]
     assert after["max_batch"] >= len(reqs) and steps < tokens / 3  # one forward served many rows
+    # The prompts that arrived together were prefilled together (left-padded), not one by one.
+    passes = after["prefill_batches"] - before["prefill_batches"]
+    assert passes >= 1 and after["prefills"] - before["prefills"] == len(reqs) > passes
+
+
+def test_prefill_groups_respect_the_token_budget() -> None:
+    from camel_chat.serve.prefill import prefill_groups
+
+    assert prefill_groups([10, 20, 30], token_budget=100) == [[0, 1, 2]]
+    assert prefill_groups([10, 40, 30], token_budget=100) == [[0, 1], [2]]  # 3 x 40 > 100
+    assert prefill_groups([500, 5], token_budget=100) == [[0], [1]]  # too long: a group of its own
+    assert prefill_groups([], token_budget=100) == []
+
+
+async def test_a_failing_shared_prefill_falls_back_to_one_by_one(
+    engine: TransformersEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import camel_chat.serve.hf_engine as hf_engine
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("out of memory (simulated)")
+
+    reqs = [request(messages=[{"role": "user", "content": f"question {i} " * (i + 1)}]) for i in range(3)]
+    alone = [(await collect(engine, r))[-1] for r in reqs]
+    monkeypatch.setattr(hf_engine, "prefill_together", broken)
+    before = engine.stats()
+    batched = await asyncio.gather(*(collect(engine, r) for r in reqs))
+    assert [b[-1] for b in batched] == alone
+    assert engine.stats()["prefill_batches"] == before["prefill_batches"]
 
 
 async def test_requests_join_a_running_batch(engine: TransformersEngine) -> None:
