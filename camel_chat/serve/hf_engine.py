@@ -74,6 +74,7 @@ class TransformersEngine(ChatFormatQueries):
         max_batch_size: int = 32,
         num_threads: int | None = None,
         sampling_defaults: SamplingDefaults | None = None,
+        stream_interval: int = 1,
     ) -> None:
         import inspect
 
@@ -87,6 +88,9 @@ class TransformersEngine(ChatFormatQueries):
         self.model_names = list(model_names)
         self.context_length = context_length or context_length_of(model.config)
         self.max_batch_size = max_batch_size
+        # FastChat's --stream-interval: a chunk every N new tokens (the first and last always),
+        # fewer frames for the worker, the API server and the client to handle per token.
+        self.stream_interval = max(1, stream_interval)
         self.device = model.get_input_embeddings().weight.device
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         accepts = inspect.signature(base.forward).parameters
@@ -128,6 +132,7 @@ class TransformersEngine(ChatFormatQueries):
         trust_remote_code: bool = False,
         max_batch_size: int = 32,
         num_threads: int | None = None,
+        stream_interval: int = 1,
     ) -> TransformersEngine:
         """Load tokenizer, template and model the one way (`camel_chat.model.loader`)."""
         from camel_chat.model.loader import load_model, load_tokenizer
@@ -156,6 +161,7 @@ class TransformersEngine(ChatFormatQueries):
             model_names=default_model_names(model_path, model_names),
             max_batch_size=max_batch_size,
             num_threads=num_threads,
+            stream_interval=stream_interval,
         )
 
     # ------------------------------------------------------------------ small queries
@@ -200,6 +206,12 @@ class TransformersEngine(ChatFormatQueries):
                     raise as_serve_error(seq.error)
                 snap = seq.snapshot
                 if snap is None or snap is shown:
+                    continue
+                if (
+                    shown is not None
+                    and snap.finish_reason is None
+                    and snap.completion_tokens - shown.completion_tokens < self.stream_interval
+                ):
                     continue
                 shown = snap
                 logprobs = (

@@ -151,7 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="torch CPU threads for the model (default: torch's; 1 is fastest for tiny models)",
     )
-    parser.add_argument("--stream-interval", type=int, default=2, help="accepted for FastChat compatibility")
+    parser.add_argument(
+        "--stream-interval",
+        type=int,
+        default=2,
+        help="stream a chunk every N new tokens, the first and the last always (FastChat's flag and default)",
+    )
     parser.add_argument("--seed", type=int, default=None, help="seed for requests that bring none")
     return parser
 
@@ -200,6 +205,7 @@ def _run(argv: Sequence[str] | None) -> int:
         conv_template=args.conv_template,
         max_batch_size=args.max_batch_size or settings.limit_worker_concurrency,
         num_threads=args.num_threads,
+        stream_interval=args.stream_interval,
         **_load_options(args),
     )
     log.info(

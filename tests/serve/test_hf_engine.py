@@ -441,3 +441,19 @@ async def test_a_row_whose_consumer_task_ended_is_dropped(engine: TransformersEn
             await asyncio.sleep(0.01)
     assert (await collect(engine, request(max_new_tokens=2)))[-1].finish_reason is not None
     await stream.aclose()  # type: ignore[attr-defined]
+
+
+async def test_stream_interval_sends_every_nth_token_and_the_last(vicuna_dir: Path) -> None:
+    every = TransformersEngine.from_pretrained(vicuna_dir, max_batch_size=4)
+    third = TransformersEngine.from_pretrained(vicuna_dir, max_batch_size=4, stream_interval=3)
+    try:
+        req = request(max_new_tokens=11, stop_token_ids=[])
+        full, sparse = await collect(every, req), await collect(third, req)
+    finally:
+        every.close()
+        third.close()
+    assert sparse[-1] == full[-1]  # the same final text, usage and finish reason
+    counts = [c.usage.completion_tokens for c in sparse]  # type: ignore[union-attr]
+    assert counts[0] == 1 and counts[-1] == full[-1].usage.completion_tokens  # type: ignore[union-attr]
+    assert all(b - a == 3 for a, b in itertools.pairwise(counts[:-1]))  # the last may be closer
+    assert len(sparse) < len(full) or len(full) <= 2
