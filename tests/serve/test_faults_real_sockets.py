@@ -3,11 +3,12 @@
 free loopback ports; clients are raw TCP sockets, so a "disconnect" is a socket really closed
 mid-answer, not a simulated `http.disconnect`.
 
-What is asserted: after clients disconnect mid-generation (streaming or not, through the API or
-straight to the worker), the worker's `queue_length` is 0 within 1 s of the close, its engine
-runs no row, far fewer tokens were generated than asked (the generations were cancelled, not
-finished) and the next request is served at once. Overload answers only 200 or 429 +
-Retry-After. Every process the module starts is stopped at its end.
+What is asserted: after clients disconnect mid-generation (streaming or not, through the API,
+straight to the worker, or through the controller's FastChat relay), the worker's
+`queue_length` is 0 within 1 s of the close, its engine runs no row, far fewer tokens were
+generated than asked (the generations were cancelled, not finished) and the next request is
+served at once. Overload answers only 200 or 429 + Retry-After. Every process the module
+starts is stopped at its end.
 """
 
 from __future__ import annotations
@@ -174,11 +175,18 @@ def test_non_streaming_requests_cancelled_by_the_client_through_the_api_free_the
     assert_cancelled_and_served(stack, before, LIMIT)
 
 
-@pytest.mark.parametrize("stream", [True, False], ids=["stream", "non-stream"])
-def test_disconnects_straight_to_the_worker_free_the_slot_within_1s(stack: Stack, stream: bool) -> None:
+@pytest.mark.parametrize(
+    ("via", "stream"),
+    [("worker", True), ("worker", False), ("controller", True)],
+    ids=["worker-stream", "worker-non-stream", "controller-relay-stream"],
+)
+def test_disconnects_straight_to_the_worker_or_its_relay_free_the_slot_within_1s(
+    stack: Stack, via: str, stream: bool
+) -> None:
     before = idle(stack)
+    base = stack.worker if via == "worker" else stack.controller
     path = "/worker_generate_stream" if stream else "/worker_generate"
-    clients = [RawRequest(stack.worker, path, worker_body(LONG)) for _ in range(LIMIT)]
+    clients = [RawRequest(base, path, worker_body(LONG)) for _ in range(LIMIT)]
     if stream:
         for client in clients:
             client.read_until(b"\0", 3)
