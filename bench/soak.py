@@ -194,13 +194,15 @@ async def sample_rss(procs: list[Proc], stop_at: float) -> None:
 
 
 def rss_growth(proc: Proc, warm: float) -> dict[str, float]:
-    """RSS at the first sample once warm (`warm` s into its life) and at the end, and the growth."""
+    """RSS once warm (`warm` s into its life), halfway from there, and at the end, and the growth
+    (the middle sample tells a plateau from a steady leak)."""
     warm_samples = [mib for t, mib in proc.rss if t - proc.started >= warm]
     if len(warm_samples) < 2:
-        return {"warm_mib": 0.0, "end_mib": 0.0, "growth_pct": 0.0}
-    first, last = warm_samples[0], warm_samples[-1]
+        return {"warm_mib": 0.0, "mid_mib": 0.0, "end_mib": 0.0, "growth_pct": 0.0}
+    first, mid, last = warm_samples[0], warm_samples[len(warm_samples) // 2], warm_samples[-1]
     return {
         "warm_mib": round(first, 1),
+        "mid_mib": round(mid, 1),
         "end_mib": round(last, 1),
         "growth_pct": round(100 * (last / first - 1), 2),
     }
