@@ -37,6 +37,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
 from prometheus_client import Gauge
 
+from camel_chat.serve.disconnect import ClosingStreamingResponse
 from camel_chat.serve.errors import (
     BadRequest,
     ErrorCode,
@@ -217,7 +218,8 @@ def make_app(
         if not isinstance(params, dict) or not isinstance(params.get("model"), str):
             raise BadRequest("request body must be a JSON object with a string 'model'", param="model")
         address = registry.dispatch(params["model"])
-        return StreamingResponse(_relay(client(), registry, address, params, settings.worker_timeout))
+        # Stops relaying (and closes the worker connection) as soon as the client disconnects.
+        return ClosingStreamingResponse(_relay(client(), registry, address, params, settings.worker_timeout))
 
     @app.get("/health")
     async def health() -> dict[str, Any]:

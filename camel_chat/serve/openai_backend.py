@@ -293,10 +293,14 @@ class Backend:
                 return match, address
         raise ServiceUnavailable(f"no worker is serving `{match}` right now; retry shortly")
 
-    def forget_worker(self, address: str) -> None:
-        """Drop every cached route to a worker that just failed (the next request asks again)."""
+    def forget_route(self, address: str) -> None:
+        """Ask the controller again next time instead of using the cached route to `address`."""
         for model in [m for m, e in self._addresses.items() if e.value == address]:
             del self._addresses[model]
+
+    def forget_worker(self, address: str) -> None:
+        """Drop every cached route to a worker that just failed (the next request asks again)."""
+        self.forget_route(address)
         for key in [k for k in self._context if k[0] == address]:
             del self._context[key]
         for key in [k for k in self._templates if k[0] == address]:
@@ -390,7 +394,9 @@ class Backend:
         """Route `requested`, start `/worker_generate_stream` and read its first chunk.
 
         `payload["model"]` is set to the canonical name. A worker that cannot be reached at all is
-        forgotten and the request goes once more to whatever the controller answers next.
+        forgotten and the request goes once more to whatever the controller answers next; so does
+        one that is full (429): the controller's shortest queue may know a worker with room, and
+        only when that one is full too does the client get the 429.
         """
         for attempt in range(2):
             model, address = await self.route(requested)
@@ -400,6 +406,10 @@ class Backend:
             except WorkerUnreachable:
                 if attempt:
                     raise
+            except RateLimited:
+                if attempt:
+                    raise
+                self.forget_route(address)
         raise AssertionError("unreachable")
 
     async def embed(self, requested: str, texts: list[str], batch_size: int) -> tuple[str, list[Any], int]:

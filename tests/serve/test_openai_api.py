@@ -71,6 +71,7 @@ class FakeCluster:
         self.delay = 0.0
         self.hang = False
         self.logprobs = False
+        self.full: set[str] = set()  # workers answering 429 (the controller routes around them)
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
@@ -93,7 +94,9 @@ class FakeCluster:
         if path == "/list_models":
             return httpx.Response(200, json={"models": sorted({m for ms in live.values() for m in ms})})
         if path == "/get_worker_address":
-            address = next((a for a, ms in live.items() if body["model"] in ms and a not in self.dead), "")
+            address = next(
+                (a for a, ms in live.items() if body["model"] in ms and a not in self.dead | self.full), ""
+            )
             if not address:  # like our controller: a dead worker stays routable until it expires
                 address = next((a for a, ms in live.items() if body["model"] in ms), "")
             return httpx.Response(200, json={"address": address})
@@ -110,6 +113,9 @@ class FakeCluster:
         if path != "/worker_generate_stream":
             return httpx.Response(404, json={"detail": "Not Found"})
         self.generate.append(body)
+        if base in self.full:
+            err = {"error": {"message": "the worker is at capacity", "type": "rate_limit_error"}}
+            return httpx.Response(429, json=err, headers={"Retry-After": "1"})
         if self.http_status is not None:
             headers = {"Retry-After": "3"} if self.http_status == 429 else {}
             err = {"error": {"message": "worker busy", "type": "x", "param": None, "code": None}}
@@ -712,3 +718,19 @@ async def test_a_slow_client_gets_fewer_bigger_deltas_and_nothing_lost() -> None
         await asyncio.sleep(0.01)  # a slow client: the pump gets ahead meanwhile
     assert "".join(deltas) == "".join(WORDS)
     assert len(deltas) < len(WORDS) and choice.finish_reason == "stop"
+
+
+async def test_a_full_worker_is_routed_around_and_429_only_when_all_are_full(cluster: FakeCluster) -> None:
+    app, client = api(cluster)
+    assert (await client.post("/v1/chat/completions", json=CHAT)).status_code == 200  # route cached
+    # worker-a fills up; the controller (shortest queue) would now pick worker-b.
+    cluster.workers = {"http://worker-a": [MODEL], "http://worker-b": [MODEL]}
+    cluster.full.add("http://worker-a")
+    assert (await client.post("/v1/chat/completions", json=CHAT)).status_code == 200
+    assert cluster.calls["http://worker-a/worker_generate_stream"] == 2
+    assert cluster.calls["http://worker-b/worker_generate_stream"] == 1
+    cluster.full.add("http://worker-b")
+    r = await client.post("/v1/chat/completions", json=CHAT)
+    assert r.status_code == 429 and r.headers["retry-after"] == "1"
+    assert r.json()["error"]["type"] == "rate_limit_error"
+    assert app.state.admission.in_flight == 0
