@@ -126,6 +126,13 @@ def test_token_id_prompts_over_raw_http(stack: Stack, reference: Any) -> None:
     assert r.status_code == 200, r.text
     assert_prompt_part(r.json()["choices"][0]["logprobs"], prompts[1], reference)
 
+    # Verbatim: two BOS and a split word come back as sent (re-encoding text would change them).
+    odd = [tokenizer.bos_token_id, tokenizer.bos_token_id, *tokenizer("hello")["input_ids"]]
+    url = f"{stack.api}/v1/completions"
+    r = httpx.post(url, json={**single, "prompt": odd}, headers=headers, timeout=60, trust_env=False)
+    assert r.json()["choices"][0]["logprobs"]["tokens"] == [tokenizer.decode([t]) for t in odd]
+    assert_prompt_part(r.json()["choices"][0]["logprobs"], odd, reference)
+
     bad = {**body, "prompt": [[1, 2, 10**6]]}
     r = httpx.post(f"{stack.api}/v1/completions", json=bad, headers=headers, timeout=60, trust_env=False)
     assert r.status_code == 400 and "vocabulary" in r.json()["error"]["message"]
