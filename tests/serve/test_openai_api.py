@@ -105,6 +105,8 @@ class FakeCluster:
     async def worker(self, base: str, path: str, body: Any) -> httpx.Response:
         if path == "/model_details":
             return httpx.Response(200, json={"context_length": self.context_length})
+        if path == "/worker_get_conv_template" and base == "http://worker-a":  # FastChat's shape
+            return httpx.Response(200, json={"conv": {"name": "vicuna_v1.1", "roles": ["USER", "ASSISTANT"]}})
         if path == "/worker_get_embeddings":
             vectors = [[float(len(t)), 0.5, -1.0] for t in body["input"]]
             return httpx.Response(
@@ -207,6 +209,16 @@ async def test_models_list_and_get(cluster: FakeCluster) -> None:
     assert r.status_code == 200 and r.json()["id"] == MODEL
     r = await client.get("/v1/models/nope")
     assert r.status_code == 404 and r.json()["error"]["type"] == "not_found_error"
+
+
+async def test_model_cards_name_the_workers_template(cluster: FakeCluster) -> None:
+    cluster.workers["http://worker-b"] = ["other"]  # answers 404 to /worker_get_conv_template
+    _app, client = api(cluster)
+    cards = {m["id"]: m for m in (await client.get("/v1/models")).json()["data"]}
+    assert cards[MODEL]["conv_template"] == "vicuna_v1.1" and cards[MODEL]["conv_template_source"] is None
+    assert "conv_template" not in cards["other"] and cards["other"]["object"] == "model"
+    assert (await client.get(f"/v1/models/{MODEL}")).json()["conv_template"] == "vicuna_v1.1"
+    assert cluster.calls["http://worker-a/worker_get_conv_template"] == 1  # cached per worker
 
 
 async def test_chat_completion_shape_and_worker_request(cluster: FakeCluster) -> None:

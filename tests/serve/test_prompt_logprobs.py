@@ -126,6 +126,13 @@ def test_token_id_prompts_over_raw_http(stack: Stack, reference: Any) -> None:
     assert r.status_code == 200, r.text
     assert_prompt_part(r.json()["choices"][0]["logprobs"], prompts[1], reference)
 
+    # Verbatim: two BOS and a split word come back as sent (re-encoding text would change them).
+    odd = [tokenizer.bos_token_id, tokenizer.bos_token_id, *tokenizer("hello")["input_ids"]]
+    url = f"{stack.api}/v1/completions"
+    r = httpx.post(url, json={**single, "prompt": odd}, headers=headers, timeout=60, trust_env=False)
+    assert r.json()["choices"][0]["logprobs"]["tokens"] == [tokenizer.decode([t]) for t in odd]
+    assert_prompt_part(r.json()["choices"][0]["logprobs"], odd, reference)
+
     bad = {**body, "prompt": [[1, 2, 10**6]]}
     r = httpx.post(f"{stack.api}/v1/completions", json=bad, headers=headers, timeout=60, trust_env=False)
     assert r.status_code == 400 and "vocabulary" in r.json()["error"]["message"]
@@ -179,3 +186,21 @@ def test_batched_scoring_equals_one_pass_per_prompt(tmp_path: Path) -> None:
             assert seq.finish_reason == "length" and len(seq.output_ids) == seq.max_new_tokens
             if seq.output_ids:
                 assert seq.output_ids[0] == int(alone[-1].argmax())
+
+
+def test_streamed_echo_logprobs_add_up_to_the_whole(stack: Stack, reference: Any) -> None:
+    """Streamed, the prompt's entries come in the first chunk; all chunks together equal the
+    non-streamed answer (greedy), prompt and generated tokens alike."""
+    tokenizer, _ = reference
+    client = openai.OpenAI(base_url=f"{stack.api}/v1", api_key=API_KEY, max_retries=0, timeout=60)
+    ids = tokenizer(PROMPT)["input_ids"]
+    args = {"model": MODEL, "prompt": [ids], "echo": True, "logprobs": 2, "max_tokens": 3, "temperature": 0}
+    whole = client.completions.create(**args).choices[0]
+    chunks = [c.choices[0] for c in client.completions.create(**args, stream=True) if c.choices]
+    first = chunks[0].logprobs
+    assert first is not None and (first.tokens or [])[: len(ids)] == [tokenizer.decode([t]) for t in ids]
+    assert "".join(c.text for c in chunks) == whole.text
+    assert whole.logprobs is not None
+    for key in ("tokens", "token_logprobs", "top_logprobs", "text_offset"):
+        streamed = [v for c in chunks if c.logprobs for v in (getattr(c.logprobs, key) or [])]
+        assert streamed == getattr(whole.logprobs, key), key
