@@ -115,11 +115,14 @@ def serving_stack(
     api_keys: str | None = None,
     worker_args: Sequence[str] = (),
     api_args: Sequence[str] = (),
+    checkpoint: Path | None = None,
+    model: str = MODEL,
 ) -> Iterator[Stack]:
-    """Controller + model_worker (+ the OpenAI API server when `api_keys` is given, "" for no auth).
-
-    `worker_args` and `api_args` are extra flags for the worker and the API server."""
-    checkpoint = write_checkpoint(root / "tiny-vicuna", context_length)
+    """Controller + model_worker (+ the OpenAI API server when `api_keys` is given, "" for no auth),
+    serving `checkpoint` as `model` (default: a tiny random vicuna_v1.1 checkpoint written under
+    root). `worker_args` and `api_args` are extra flags for the worker and the API server."""
+    if checkpoint is None:
+        checkpoint = write_checkpoint(root / "tiny-vicuna", context_length)
     c_port, w_port = free_port(), free_port()
     controller, worker = f"http://127.0.0.1:{c_port}", f"http://127.0.0.1:{w_port}"
     py = [sys.executable, "-m"]
@@ -131,10 +134,10 @@ def serving_stack(
         wrk = start([
             *py, "camel_chat.serve.model_worker", "--host", "127.0.0.1", "--port", str(w_port),
             "--worker-address", worker, "--controller-address", controller,
-            "--model-path", str(checkpoint), "--model-names", MODEL, "--device", "cpu", *worker_args,
+            "--model-path", str(checkpoint), "--model-names", model, "--device", "cpu", *worker_args,
         ], root / "worker.log", procs)  # fmt: skip
         wait_until(lambda: healthy(f"{worker}/health"), wrk, root / "worker.log", "model_worker")
-        wait_until(lambda: registered(controller), wrk, root / "worker.log", "worker registration")
+        wait_until(lambda: registered(controller, model), wrk, root / "worker.log", "worker registration")
         api = None
         if api_keys is not None:
             a_port = free_port()
