@@ -90,9 +90,13 @@ def _decode_error(path: Path, exc: UnicodeDecodeError, base: int = 0, record: An
     )
 
 
-def read_text(path: str | Path, *, limit: int = MAX_RECORD_BYTES) -> str:
-    """A whole text file decoded (UTF-8, BOMs, UTF-16/32); `DataError` naming the offending byte."""
+def read_text(path: str | Path, *, limit: int | None = None) -> str:
+    """A whole text file decoded (UTF-8, BOMs, UTF-16/32); `DataError` naming the offending byte.
+
+    Files over `limit` bytes (default `MAX_RECORD_BYTES`) are refused before being read whole.
+    """
     path = Path(path)
+    limit = MAX_RECORD_BYTES if limit is None else limit
     with _open_bytes(path) as handle:
         data = handle.read(limit + 1)
     if len(data) > limit:
