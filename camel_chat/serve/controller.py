@@ -37,6 +37,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
 from prometheus_client import Gauge
 
+from camel_chat.json_input import json_path_of_surrogate
 from camel_chat.serve.errors import (
     BadRequest,
     ErrorCode,
@@ -212,10 +213,13 @@ def make_app(
     async def worker_generate_stream(request: Request) -> StreamingResponse:
         try:
             params = await request.json()
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: a body of [[[[... (issue 17)
             raise BadRequest("request body must be a JSON object") from exc
         if not isinstance(params, dict) or not isinstance(params.get("model"), str):
             raise BadRequest("request body must be a JSON object with a string 'model'", param="model")
+        where = json_path_of_surrogate(params)
+        if where is not None:  # not Unicode: it could not be forwarded to the worker
+            raise BadRequest(f"request body has a lone surrogate in the string at {where}")
         address = registry.dispatch(params["model"])
         return StreamingResponse(_relay(client(), registry, address, params, settings.worker_timeout))
 
