@@ -85,7 +85,10 @@ def _check_secret(request: Request, secret: str | None) -> None:
 
 
 def _check_worker_name(name: str) -> None:
-    url = httpx.URL(name) if name.startswith(("http://", "https://")) else None
+    try:
+        url = httpx.URL(name) if name.startswith(("http://", "https://")) else None
+    except httpx.InvalidURL:  # e.g. a lone surrogate or a bad port in the name (issue 17)
+        url = None
     if url is None or not url.host:
         raise BadRequest(
             f"worker_name must be the worker's base URL (http://host:port), got {name!r}", param="worker_name"
