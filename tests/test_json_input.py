@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from camel_chat.errors import DataError
-from camel_chat.json_input import depth_of, iter_json_array, read_json, read_jsonl, read_text
+from camel_chat.json_input import iter_json_array, read_json, read_jsonl, read_text
+from camel_chat.json_scan import depth_of
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "samples" / "datasets"

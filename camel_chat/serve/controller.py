@@ -37,7 +37,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
 from prometheus_client import Gauge
 
-from camel_chat.json_input import json_path_of_surrogate
+from camel_chat.json_scan import json_path_of_surrogate
 from camel_chat.serve.errors import (
     BadRequest,
     ErrorCode,

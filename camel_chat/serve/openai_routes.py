@@ -28,7 +28,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from camel_chat.json_input import json_path_of_surrogate
+from camel_chat.json_scan import json_path_of_surrogate
 from camel_chat.serve.errors import BadRequest, NotFound, ServeError
 from camel_chat.serve.openai_backend import Admission, Backend
 from camel_chat.serve.openai_stream import (
