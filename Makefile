@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench fuzz clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,13 @@ test: install lint
 		|| echo "chromium not installed: tests/serve/test_browser.py will skip" >&2
 	$(BIN)/python tools/real_tokenizers.py
 	$(BIN)/python -m pytest -q
+
+# The fuzz harness's long profile: EXAMPLES random cases per input surface (docs/FUZZING.md).
+# The seed is printed first; a failure also prints a @reproduce_failure blob.
+fuzz: install
+	@seed=$${SEED:-$$(date +%s)}; echo "make fuzz: hypothesis seed $$seed (rerun with: make fuzz SEED=$$seed)"; \
+	CAMEL_CHAT_FUZZ=long CAMEL_CHAT_FUZZ_EXAMPLES=$${EXAMPLES:-500} $(BIN)/python -m pytest -q tests/fuzz \
+		-p no:cacheprovider --hypothesis-seed=$$seed --hypothesis-show-statistics
 
 bench: install
 	$(BIN)/python tools/real_tokenizers.py

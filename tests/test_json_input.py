@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from camel_chat.errors import DataError
-from camel_chat.json_input import depth_of, iter_json_array, read_json, read_jsonl, read_text
+from camel_chat.json_input import iter_json_array, read_json, read_jsonl, read_text
+from camel_chat.json_scan import depth_of
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "samples" / "datasets"
@@ -213,3 +214,19 @@ def test_merge_drops_stray_bytes_and_refuses_deep_nesting(tmp_path: Path, tiny_l
         f"error: {work / 'b_conv.json'} [record 0]: nesting deeper than 100 levels"
     ]
     assert sorted(p.name for p in work.iterdir()) == ["a_conv.json", "b_conv.json"]
+
+
+def test_one_huge_record_never_sits_in_memory_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import camel_chat.json_input as json_input
+
+    monkeypatch.setattr(json_input, "MAX_RECORD_BYTES", 1 << 20)
+    huge = b'"' + b"x" * (3 << 20) + b'"'
+    (tmp_path / "x.json").write_bytes(b"[1, " + huge + b", 2]")
+    assert (
+        rule_of(lambda: list(iter_json_array(tmp_path / "x.json", chunk_size=1 << 16))) == "record-too-large"
+    )
+    (tmp_path / "x.jsonl").write_bytes(b"1\n" + huge + b"\n2\n")
+    drops: list[tuple[str, str]] = []
+    got = list(read_jsonl(tmp_path / "x.jsonl", drop=lambda r, w: drops.append((r, w))))
+    assert got == [(1, 1), (3, 2)] and drops[0][0] == "record-too-large"
+    assert rule_of(lambda: read_json(tmp_path / "x.jsonl")) == "record-too-large"

@@ -37,6 +37,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
 from prometheus_client import Gauge
 
+from camel_chat.json_scan import json_path_of_surrogate
 from camel_chat.serve.disconnect import ClosingStreamingResponse
 from camel_chat.serve.errors import (
     BadRequest,
@@ -85,7 +86,10 @@ def _check_secret(request: Request, secret: str | None) -> None:
 
 
 def _check_worker_name(name: str) -> None:
-    url = httpx.URL(name) if name.startswith(("http://", "https://")) else None
+    try:
+        url = httpx.URL(name) if name.startswith(("http://", "https://")) else None
+    except httpx.InvalidURL:  # e.g. a lone surrogate or a bad port in the name (issue 17)
+        url = None
     if url is None or not url.host:
         raise BadRequest(
             f"worker_name must be the worker's base URL (http://host:port), got {name!r}", param="worker_name"
@@ -213,10 +217,13 @@ def make_app(
     async def worker_generate_stream(request: Request) -> StreamingResponse:
         try:
             params = await request.json()
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: a body of [[[[... (issue 17)
             raise BadRequest("request body must be a JSON object") from exc
         if not isinstance(params, dict) or not isinstance(params.get("model"), str):
             raise BadRequest("request body must be a JSON object with a string 'model'", param="model")
+        where = json_path_of_surrogate(params)
+        if where is not None:  # not Unicode: it could not be forwarded to the worker
+            raise BadRequest(f"request body has a lone surrogate in the string at {where}")
         address = registry.dispatch(params["model"])
         # Stops relaying (and closes the worker connection) as soon as the client disconnects.
         return ClosingStreamingResponse(_relay(client(), registry, address, params, settings.worker_timeout))

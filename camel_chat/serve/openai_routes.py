@@ -27,6 +27,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from camel_chat.json_scan import json_path_of_surrogate
 from camel_chat.serve.disconnect import CLIENT_CLOSED, ClientGone, ClosingStreamingResponse, until_disconnect
 from camel_chat.serve.errors import BadRequest, NotFound, ServeError
 from camel_chat.serve.openai_backend import Admission, Backend
@@ -57,10 +58,14 @@ async def read_json(request: Request) -> dict[str, Any]:
     raw = await request.body()
     try:
         data = json.loads(raw or b"null")
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: a body of [[[[... (issue 17)
         raise BadRequest("the request body is not valid JSON") from exc
     if not isinstance(data, dict):
         raise BadRequest("the request body must be a JSON object")
+    if b"\\u" in raw or b"\xed" in raw:  # only then can a string hold a lone surrogate
+        where = json_path_of_surrogate(data)
+        if where is not None:  # not Unicode: it could not even be forwarded to a worker
+            raise BadRequest(f"the request body has a lone surrogate in the string at {where}")
     return data
 
 

@@ -38,7 +38,7 @@ from torch.utils.data import Dataset
 from camel_chat.conversation import Conversation, ConversationError, Message, from_sharegpt, validate
 from camel_chat.data_preprocessing.tally import Tally
 from camel_chat.errors import CamelChatError, DataError
-from camel_chat.json_input import read_json, read_jsonl
+from camel_chat.json_input import iter_json_array, read_json, read_jsonl
 from camel_chat.templates import IGNORE_INDEX, Encoded, SegmentEncoder, Template, get_template, render
 
 # Bump when the cache file layout or the meaning of its contents changes.
@@ -98,10 +98,13 @@ def load_conversations(path: str | Path) -> list[dict]:
     path = Path(path)
     if path.suffix == ".jsonl":
         return [record for _, record in read_jsonl(path)]
-    data = read_json(path)
-    if not isinstance(data, list):
-        raise DataError(path, f"expected a JSON array of conversations, found a JSON {type(data).__name__}")
-    return data
+    try:  # streamed: a merged dataset.json can be larger than one document may be
+        return list(iter_json_array(path))
+    except DataError as exc:
+        if exc.rule != "not-an-array":
+            raise
+    data = read_json(path)  # only to say what the file holds instead
+    raise DataError(path, f"expected a JSON array of conversations, found a JSON {type(data).__name__}")
 
 
 def split_train_eval(records: list, eval_ratio: float = 0.02, seed: int = 0) -> tuple[list, list]:

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, settings
 _SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example]
 
 settings.register_profile(
-    "ci", max_examples=12, derandomize=True, deadline=None, database=None, suppress_health_check=_SLOW_OK
+    "ci", max_examples=25, derandomize=True, deadline=None, database=None, suppress_health_check=_SLOW_OK
 )
 settings.register_profile(
     "long",

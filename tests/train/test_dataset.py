@@ -83,7 +83,7 @@ def test_load_conversations_errors_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"missing\.json: file not found"):
         load_conversations(tmp_path / "missing.json")
     (tmp_path / "bad.json").write_text('[{"id": 1,}]')
-    with pytest.raises(DataError, match=r"bad\.json: malformed JSON at line 1"):
+    with pytest.raises(DataError, match=r"bad\.json \[record 0\]: malformed JSON"):  # names the record
         load_conversations(tmp_path / "bad.json")
     (tmp_path / "obj.json").write_text('{"conversations": []}')
     with pytest.raises(
