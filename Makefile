@@ -45,6 +45,10 @@ fuzz: install
 
 bench: install
 	$(BIN)/python tools/real_tokenizers.py
+	@# FastChat's splitter is the baseline of bench/merge_split.py: bench only, never a runtime
+	@# requirement, and --no-deps (only its tokenizer-only split path is used)
+	$(BIN)/python -m pip install -q --no-deps fschat==0.2.36 \
+		|| echo "fschat 0.2.36 not installable: bench/merge_split.py skips the FastChat run" >&2
 	$(BIN)/python bench/merge_split.py
 	$(BIN)/python bench/train_packing.py
 	$(BIN)/python bench/serving.py

@@ -97,6 +97,35 @@ def floor(texts: list[str], model_file: Path) -> tuple[float, float, int]:
     return time.perf_counter() - wall0, time.process_time() - cpu0, tokens
 
 
+def rust_backend(tokenizer: Any, texts: list[str]) -> None:
+    """The Rust backend (tokenizers without a tokenizer.model): one `encode_batch_fast` call,
+    which obeys TOKENIZERS_PARALLELISM, against `RustCounter`'s one slice per core."""
+    backend = tokenizer.backend_tokenizer
+    saved = os.environ.get("TOKENIZERS_PARALLELISM")
+    print(f"Rust backend on {len(texts)} turns (the tokenizers library reads the variable per call):")
+    try:
+        for setting in ("false", "true"):
+            os.environ["TOKENIZERS_PARALLELISM"] = setting
+            for name, count in (
+                (
+                    "one encode_batch_fast call",
+                    lambda: backend.encode_batch_fast(texts, add_special_tokens=False),
+                ),
+                (f"RustCounter ({cores()} threads)", lambda: RustCounter(tokenizer).count(texts)),
+            ):
+                cpu0, wall0 = time.process_time(), time.perf_counter()
+                count()
+                wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+                print(
+                    f"  TOKENIZERS_PARALLELISM={setting:<5} {name:<28} wall {wall:6.2f} s  cpu {cpu:6.2f} s"
+                )
+    finally:
+        if saved is None:
+            os.environ.pop("TOKENIZERS_PARALLELISM", None)
+        else:
+            os.environ["TOKENIZERS_PARALLELISM"] = saved
+
+
 def check(
     pieces: list[dict[str, Any]], tokenizer: Any, template_name: str, max_length: int
 ) -> tuple[int, int]:
@@ -121,6 +150,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--template", default="vicuna_v1.1")
     parser.add_argument("--rounds", type=int, default=1, help="repeat the timed runs, alternating order")
+    parser.add_argument(
+        "--rust-sample",
+        type=int,
+        default=2000,
+        help="conversations for the Rust-backend comparison (0: skip)",
+    )
     args = parser.parse_args()
 
     sys.path.insert(0, str(REPO / "tools"))
@@ -164,13 +199,12 @@ def main() -> None:
             for name in order if round_ % 2 == 0 else order[::-1]:
                 if name == "floor":
                     wall, cpu, tokens = floor(texts, llama / "tokenizer.model")
-                    times[name].append((wall, cpu))
-                    continue
-                wall, cpu, stdout = run_process(*runs[name])
+                else:
+                    wall, cpu, stdout = run_process(*runs[name])
+                    if name.startswith("ours"):
+                        backend = [line for line in stdout.splitlines() if line.startswith("token counts")]
+                        print(f"  {name}: {'; '.join(backend)}")
                 times[name].append((wall, cpu))
-                if name.startswith("ours"):
-                    backend = [line for line in stdout.splitlines() if line.startswith("token counts")]
-                    print(f"  {name}: {'; '.join(backend)}")
                 print(f"  round {round_ + 1} {name:<14} wall {wall:7.2f} s  cpu {cpu:7.2f} s", flush=True)
         print(f"tokens in turns: {tokens / 1e6:.2f} M")
 
@@ -185,13 +219,18 @@ def main() -> None:
             if name not in out:
                 print(f"{name:<14} {median(name, 0):8.2f} {median(name, 1):8.2f}  (counts only)")
                 continue
-            pieces = json.loads((work / out[name]).read_text(encoding="utf-8"))
-            over, kept = check(pieces, tokenizer, args.template, args.max_length)
+            if name == "ours TP=false" and same:
+                pass  # the same bytes as "ours": the same pieces, over-budget and lost counts
+            else:
+                pieces = json.loads((work / out[name]).read_text(encoding="utf-8"))
+                over, kept = check(pieces, tokenizer, args.template, args.max_length)
             lost = pairs_in - kept
             print(
                 f"{name:<14} {median(name, 0):8.2f} {median(name, 1):8.2f}  {len(pieces):6d}  {over:11d}  "
                 f"{lost:6d} ({100 * lost / pairs_in:.2f} %)"
             )
+    if args.rust_sample:
+        rust_backend(tokenizer, texts[: sum(len(r["conversations"]) for r in records[: args.rust_sample])])
     for mine in ("ours", "ours TP=false"):
         if have_fastchat:
             print(

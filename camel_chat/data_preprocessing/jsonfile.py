@@ -35,14 +35,7 @@ def write_json(path: str | Path, obj: Any, *, indent: int | None = 2, ensure_asc
     _atomic_write(Path(path), lambda h: json.dump(obj, h, indent=indent, ensure_ascii=ensure_ascii))
 
 
-def write_jsonl(path: str | Path, records: Iterable[Any]) -> None:
-    """Write one JSON object per line, atomically."""
-
-    def write(handle: Any) -> None:
-        for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-
-    _atomic_write(Path(path), write)
+_escape = json.encoder.encode_basestring_ascii  # the C string escaper json.dumps uses
 
 
 def write_json_array(path: str | Path, items: Iterable[Any]) -> int:
@@ -54,11 +47,42 @@ def write_json_array(path: str | Path, items: Iterable[Any]) -> int:
     def write(handle: Any) -> None:
         nonlocal count
         for item in items:
-            handle.write(",\n  " if count else "[\n  ")
-            # JSON strings hold no raw newline, so every newline is layout: one level deeper.
-            handle.write(json.dumps(item, indent=2).replace("\n", "\n  "))
+            chunks = [",\n  " if count else "[\n  "]
+            _indented(item, 1, chunks)
+            handle.write("".join(chunks))
             count += 1
         handle.write("\n]" if count else "[]")
 
     _atomic_write(Path(path), write)
     return count
+
+
+def _indented(obj: Any, level: int, out: list[str]) -> None:
+    """`json.dumps(obj, indent=2)` at nesting `level`, appended to `out` in pieces.
+
+    Python's json module only has a C encoder for compact output; with `indent` it runs a
+    pure-Python generator per value, which was the largest cost of writing merge.py's
+    output after tokenization. Strings (nearly all of the bytes) go through json's own C
+    escaper here; anything but str keys, dicts, lists and strings goes back to `json.dumps`.
+    """
+    if isinstance(obj, str):
+        out.append(_escape(obj))
+    elif isinstance(obj, dict) and obj and all(isinstance(key, str) for key in obj):
+        inner = "\n" + "  " * (level + 1)
+        sep = "{" + inner
+        for key, value in obj.items():
+            out.append(sep + _escape(key) + ": ")
+            _indented(value, level + 1, out)
+            sep = "," + inner
+        out.append("\n" + "  " * level + "}")
+    elif isinstance(obj, list) and obj:
+        inner = "\n" + "  " * (level + 1)
+        sep = "[" + inner
+        for value in obj:
+            out.append(sep)
+            _indented(value, level + 1, out)
+            sep = "," + inner
+        out.append("\n" + "  " * level + "]")
+    else:
+        # JSON text holds no raw newline inside strings, so every newline is layout.
+        out.append(json.dumps(obj, indent=2).replace("\n", "\n" + "  " * level))

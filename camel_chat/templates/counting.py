@@ -31,8 +31,9 @@ import json
 import logging
 import os
 import re
+from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -136,21 +137,46 @@ class SentencePieceCounter:
         self._added_any = re.compile(alternation) if added else None
         self._added_tail = re.compile(f"(?:{alternation})+") if added else None
         self._first_chars = "".join(sorted({t[0] for t in added}))
+        first = self._first_chars
+        # A cheap test before the regex: for LLaMA every added token starts with "<".
+        self._maybe_added: Callable[[str], bool] = (
+            (lambda text: first in text) if len(first) == 1 else (lambda text: any(c in text for c in first))
+        )
+        self._longest_first = tuple(sorted(added, key=len, reverse=True))
+        # Stripping trailing added tokens one by one splits the text as Hugging Face's
+        # leftmost-longest matching does, unless two added tokens can overlap.
+        self._strip_tail = bool(added) and not _can_overlap(list(added))
 
     def route(self, text: str) -> tuple[str, list[int]] | None:
         """(body for sentencepiece, ids of the trailing added tokens), or None: Rust's job."""
-        if not text or text.startswith(" ") or (not self.space_runs and "  " in text):
+        if not text or text[0] == " " or (not self.space_runs and "  " in text):
             return None
-        if self._added_any is None or not any(c in text for c in self._first_chars):
+        if self._added_any is None:
             return text, []
+        if not self._strip_tail:
+            return self._route_by_search(text)
+        tail: list[int] = []
+        body = text
+        while body.endswith(self._longest_first):  # the common case: the template's "</s>"
+            token = next(t for t in self._longest_first if body.endswith(t))
+            tail.append(self.added[token])
+            body = body[: -len(token)]
+        if not body:
+            return None
+        if self._maybe_added(body) and self._added_any.search(body):
+            return None  # an added token inside the text
+        tail.reverse()
+        return body, tail
+
+    def _route_by_search(self, text: str) -> tuple[str, list[int]] | None:
+        assert self._added_any is not None and self._added_tail is not None
         match = self._added_any.search(text)
         if match is None:
             return text, []
         if match.start() == 0 or not self._added_tail.fullmatch(text, match.start()):
             return None  # an added token inside the text, or nothing before it
-        body = text[: match.start()]
         tail = [self.added[m.group()] for m in self._added_any.finditer(text, match.start())]
-        return body, tail
+        return text[: match.start()], tail
 
     def ids(self, texts: Sequence[str]) -> list[list[int]]:
         """Ids as this counter sees them (sentencepiece where routed there), for checks."""
@@ -177,18 +203,47 @@ class SentencePieceCounter:
                 self.note(f"token counts: sentencepiece disabled ({reason}); using the Rust tokenizer")
         if self.disabled is not None:
             return self.fallback.count(texts)
-        routed = [self.route(t) for t in texts]
-        out: list[int | None] = [None] * len(texts)
-        own = [i for i, r in enumerate(routed) if r is not None]
-        for start in range(0, len(own), CHUNK):
-            chunk = own[start : start + CHUNK]
-            encoded = self.sp.encode([routed[i][0] for i in chunk], num_threads=self.threads)  # type: ignore[index]
-            for i, ids in zip(chunk, encoded, strict=True):
-                out[i] = len(ids) + len(routed[i][1])  # type: ignore[index]
-        rest = [i for i, r in enumerate(routed) if r is None]
+        out: list[int] = [0] * len(texts)
+        rest: list[int] = []  # indices for the Rust backend
+        in_flight: deque[tuple[list[int], Future[list[list[int]]]]] = deque()
+        # sentencepiece releases the GIL: one chunk is encoded in a helper thread (on all
+        # cores) while this thread routes the next, so the Python work hides behind it.
+        with ThreadPoolExecutor(1) as pool:
+            for start in range(0, len(texts), CHUNK):
+                bodies: list[str] = []
+                where: list[int] = []  # index in `texts` of each body
+                for i in range(start, min(start + CHUNK, len(texts))):
+                    routed = self.route(texts[i])
+                    if routed is None:
+                        rest.append(i)
+                    else:
+                        bodies.append(routed[0])
+                        where.append(i)
+                        out[i] = len(routed[1])
+                in_flight.append((where, pool.submit(self.sp.encode, bodies, num_threads=self.threads)))
+                if len(in_flight) > 1:  # at most two chunks of id lists alive
+                    _add_lengths(out, *in_flight.popleft())
+            while in_flight:
+                _add_lengths(out, *in_flight.popleft())
         for i, n in zip(rest, self.fallback.count([texts[i] for i in rest]), strict=True):
             out[i] = n
-        return out  # type: ignore[return-value]
+        return out
+
+
+def _add_lengths(out: list[int], where: list[int], encoded: Future[list[list[int]]]) -> None:
+    for i, ids in zip(where, encoded.result(), strict=True):
+        out[i] += len(ids)
+
+
+def _can_overlap(tokens: list[str]) -> bool:
+    """True if one token contains another, or a token's end is another's start."""
+    for a in tokens:
+        for b in tokens:
+            if a == b:
+                continue
+            if b in a or any(a.endswith(b[:k]) for k in range(1, len(b))):
+                return True
+    return False
 
 
 def choose_counter(

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from camel_chat.data_preprocessing import merge
 from camel_chat.data_preprocessing.jsonfile import write_json, write_json_array
@@ -30,6 +33,21 @@ def test_streamed_array_is_byte_identical_to_one_shot_write(items: list[Any], tm
     write_json(tmp_path / "one.json", items)
     assert write_json_array(tmp_path / "streamed.json", iter(items)) == len(items)
     assert (tmp_path / "streamed.json").read_bytes() == (tmp_path / "one.json").read_bytes()
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(JSON_VALUES, max_size=5))
+def test_streamed_array_matches_json_dumps_on_any_json(items: list[Any]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        write_json_array(Path(tmp) / "out.json", iter(items))
+        assert (Path(tmp) / "out.json").read_text(encoding="utf-8") == json.dumps(items, indent=2)
 
 
 def test_failed_stream_leaves_no_file(tmp_path: Path) -> None:

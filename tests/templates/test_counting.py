@@ -145,3 +145,22 @@ def test_without_protobuf_space_runs_go_to_rust(
     texts = awkward_texts(6, 500) + CODE
     assert counter.count(texts) == hf_counts(llama_sp_tokenizer, texts)
     assert counter.disabled is None
+
+
+def test_overlapping_added_tokens_are_split_as_hf_does(real_tokenizer_dirs: dict[str, Path]) -> None:
+    from tokenizers import AddedToken
+    from transformers import AutoTokenizer
+
+    assert not counting._can_overlap(["<unk>", "<s>", "</s>"])
+    assert counting._can_overlap(["<ab>", "b>x"]) and counting._can_overlap(["<a>", "x<a>y"])
+    tokenizer = AutoTokenizer.from_pretrained(real_tokenizer_dirs["llama-sp"])
+    tokenizer.add_tokens([AddedToken(t, normalized=False) for t in ("<ab>", "b>x", "<tool>")])
+    counter = choose_counter(tokenizer)
+    assert isinstance(counter, SentencePieceCounter) and not counter._strip_tail
+    texts = [
+        f"{w}{end}"
+        for w in ("hello", "x <ab", "a<tool>b", "q")
+        for end in ("", "<ab>", "b>x", "<ab>x", "</s>")
+    ]
+    assert counter.count(texts) == hf_counts(tokenizer, texts)
+    assert counter.disabled is None
