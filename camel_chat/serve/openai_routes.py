@@ -3,7 +3,9 @@
 Each handler parses its body leniently (protocol.py), takes admission slots (429 above
 `--max-queue`), routes through `Backend` (cached controller, pooled workers) and answers in the
 OpenAI shape (openai_stream.py). Chat requests go to the worker as `messages`, so the worker
-renders them with its own template and reports exact usage; completions send the raw prompt.
+renders them with its own template and reports exact usage; completions send the raw prompt, or
+its token ids as `prompt_token_ids` (used verbatim; with `echo` + `logprobs` the worker scores
+every prompt token, which is what evaluation harnesses read).
 Streams are `disconnect.ClosingStreamingResponse`s: whatever ends them (done, error, client
 gone), their worker connections are closed and their admission slots released exactly once.
 Non-streaming requests are cancelled too when the client disconnects (`until_disconnect`).

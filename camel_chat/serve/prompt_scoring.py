@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 #: Logits one scoring forward pass may hold (float32 elements: 2**27 = 512 MiB), and tokens.
 SCORE_LOGITS_BUDGET = 2**27
 SCORE_TOKENS_BUDGET = 8192
+#: Prompt positions whose float32 log_softmax is held at once.
+LOGPROB_CHUNK = 256
 
 
 @dataclass(frozen=True)
@@ -52,15 +54,22 @@ class PromptLogprobs:
         values: list[float | None] = [None]
         tops: list[dict[str, float] | None] = [None]
         if len(ids) > 1:
-            logprobs = torch.log_softmax(logits[:-1].float(), dim=-1)
-            targets = torch.tensor(ids[1:], dtype=torch.long, device=logprobs.device)
-            chosen = logprobs.gather(1, targets[:, None])[:, 0].tolist()
+            targets = torch.tensor(ids[1:], dtype=torch.long, device=logits.device)
+            chosen: list[float] = []
+            alternatives: list[list[tuple[int, float]]] = []
+            # A slice of positions at a time: the float32 log_softmax copy stays small whatever the
+            # prompt length and vocabulary (a 4k prompt x 128k vocabulary would be 2 GiB at once).
+            for start in range(0, len(ids) - 1, LOGPROB_CHUNK):
+                end = min(start + LOGPROB_CHUNK, len(ids) - 1)
+                logprobs = torch.log_softmax(logits[start:end].float(), dim=-1)
+                chosen += logprobs.gather(1, targets[start:end, None])[:, 0].tolist()
+                if top > 0:
+                    best, best_ids = torch.topk(logprobs, min(top, logprobs.shape[-1]), dim=-1)
+                    pairs = zip(best_ids.tolist(), best.tolist(), strict=True)
+                    alternatives += [list(zip(i, v, strict=True)) for i, v in pairs]
+                else:
+                    alternatives += [[] for _ in range(end - start)]
             values += chosen
-            alternatives: list[list[tuple[int, float]]] = [[] for _ in chosen]
-            if top > 0:
-                best, best_ids = torch.topk(logprobs, min(top, logprobs.shape[-1]), dim=-1)
-                pairs = zip(best_ids.tolist(), best.tolist(), strict=True)
-                alternatives = [list(zip(i, v, strict=True)) for i, v in pairs]
             unique = sorted({t for row in alternatives for t, _ in row})
             decoded: dict[int, str] = {}
             if unique:  # (batch_decode([]) answers [""] in transformers 5)

@@ -204,3 +204,23 @@ def test_streamed_echo_logprobs_add_up_to_the_whole(stack: Stack, reference: Any
     for key in ("tokens", "token_logprobs", "top_logprobs", "text_offset"):
         streamed = [v for c in chunks if c.logprobs for v in (getattr(c.logprobs, key) or [])]
         assert streamed == getattr(whole.logprobs, key), key
+
+
+def test_chunked_log_softmax_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The positions are scored a slice at a time; any slice size gives the same entries."""
+    import torch
+
+    from camel_chat.model.tiny import build_tiny_tokenizer
+    from camel_chat.serve import prompt_scoring
+
+    tokenizer = build_tiny_tokenizer()
+    ids = tokenizer("the cat sat on the mat, " * 8)["input_ids"]
+    logits = torch.randn(len(ids), len(tokenizer), generator=torch.Generator().manual_seed(0))
+    whole = prompt_scoring.PromptLogprobs.compute(logits, ids, 2, tokenizer)
+    monkeypatch.setattr(prompt_scoring, "LOGPROB_CHUNK", 3)
+    assert prompt_scoring.PromptLogprobs.compute(logits, ids, 2, tokenizer) == whole
+    assert len(whole.tokens) == len(ids) > 3 * 4
+    reference = torch.log_softmax(logits, dim=-1)
+    assert whole.token_logprobs[1:] == pytest.approx(
+        [float(reference[i, ids[i + 1]]) for i in range(len(ids) - 1)]
+    )
