@@ -36,6 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from camel_chat.errors import CamelChatError
+from camel_chat.json_input import read_json
+
 INSTALL_HINT = "lm_eval is not installed: pip install lm-eval  (server mode: pip install 'lm-eval[api]')"
 #: Exit status when lm_eval could not fetch a task's data (no network / offline mode).
 NO_DATA_EXIT = 3
@@ -196,8 +199,8 @@ def result_files(output_dir: str | Path) -> list[Path]:
     files = []
     for path in sorted(Path(output_dir).rglob("*.json")):
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            data = read_json(path)
+        except CamelChatError:  # not a result file we can read (lm_eval writes others too)
             continue
         if isinstance(data, dict) and isinstance(data.get("results"), dict):
             files.append(path)
@@ -211,7 +214,7 @@ def summarize(output_dir: str | Path) -> list[tuple[str, str, float]]:
     """
     results: dict[str, dict[str, Any]] = {}
     for path in sorted(result_files(output_dir), key=lambda p: (p.parent, p.name)):
-        results.update(json.loads(path.read_text(encoding="utf-8"))["results"])
+        results.update(read_json(path)["results"])
     rows: list[tuple[str, str, float]] = []
     subtasks = {n for n in results if n.startswith(("mmlu_", "hendrycksTest-"))}
     for name, values in results.items():

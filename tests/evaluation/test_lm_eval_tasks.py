@@ -228,3 +228,12 @@ def test_script_shellcheck() -> None:
         ["shellcheck", str(ROOT / "scripts" / "eval_tasks.sh")], capture_output=True, text=True
     )
     assert done.returncode == 0, done.stdout
+
+
+def test_result_files_skip_unreadable_json(tmp_path: Path) -> None:
+    from camel_chat.evaluation.lm_eval_tasks import result_files
+
+    (tmp_path / "deep.json").write_text("[" * 100_000)  # was a RecursionError (issue 17)
+    (tmp_path / "bytes.json").write_bytes(b'{"results": "\xff"}')
+    (tmp_path / "ok.json").write_text('{"results": {"arc_challenge": {"acc_norm,none": 0.5}}}')
+    assert result_files(tmp_path) == [tmp_path / "ok.json"]
