@@ -205,7 +205,11 @@ def main() -> None:
                         backend = [line for line in stdout.splitlines() if line.startswith("token counts")]
                         print(f"  {name}: {'; '.join(backend)}")
                 times[name].append((wall, cpu))
-                print(f"  round {round_ + 1} {name:<14} wall {wall:7.2f} s  cpu {cpu:7.2f} s", flush=True)
+                load = os.getloadavg()[0]  # the machine may be shared: wall time depends on it
+                print(
+                    f"  round {round_ + 1} {name:<14} wall {wall:7.2f} s cpu {cpu:7.2f} s (load {load:.1f})",
+                    flush=True,
+                )
         print(f"tokens in turns: {tokens / 1e6:.2f} M")
 
         def median(name: str, k: int) -> float:
