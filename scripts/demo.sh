@@ -30,7 +30,7 @@ if [[ -z "${OMP_NUM_THREADS:-}" ]]; then
     load=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo 0)
     if python -c "import os, sys; sys.exit(0 if float('$load') >= os.cpu_count() else 1)"; then
         export OMP_NUM_THREADS=1
-        echo "note: load average $load on $(nproc) cores: torch runs with 1 thread (set OMP_NUM_THREADS to override)"
+        echo "note: load average $load on $(python -c "import os; print(os.cpu_count())") cores: torch runs with 1 thread (set OMP_NUM_THREADS to override)"
     fi
 fi
 
