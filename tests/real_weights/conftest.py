@@ -6,11 +6,15 @@
 Both live in <repo>/.cache/models (or $CAMEL_CHAT_MODEL_CACHE); the first session needs PyPI,
 later ones are offline. Without PyPI and without a cache, the tests that use them are skipped
 with the reason. Treat both as read-only.
+
+These tests run torch with one thread (in-process and in the subprocesses they start): on a
+shared machine, OpenMP threads spinning against other jobs made a LoRA step 8x slower with 2.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,3 +42,14 @@ def smollm2_dir(smollm2_gguf: Path) -> Path:
     from camel_chat.model.download_model import download
 
     return download("smollm2-135m-instruct", cache_dir=_cache_dir())
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    import torch
+
+    before = torch.get_num_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # for the commands the tests start
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
