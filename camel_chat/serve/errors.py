@@ -7,6 +7,7 @@
      ├── PayloadTooLarge        413  invalid_request_error    body over --max-request-bytes
      ├── RateLimited            429  rate_limit_error         admission control; carries retry_after
      ├── InternalError          500  server_error             a bug or a worker failure
+     ├── BadGateway             502  server_error             a worker answered something unreadable
      └── ServiceUnavailable     503  service_unavailable      no worker for the model, worker unreachable
 
 Handlers raise these; `to_openai_error(exc)` turns any exception into `(status, {"error": {...}})`
@@ -114,6 +115,15 @@ class RateLimited(ServeError):
 class InternalError(ServeError):
     status = 500
     type = "server_error"
+    error_code = ErrorCode.INTERNAL_ERROR
+
+
+class BadGateway(ServeError):
+    """The upstream (a worker) answered, but not in the wire format: its fault, not ours."""
+
+    status = 502
+    type = "server_error"
+    default_code = "bad_gateway"
     error_code = ErrorCode.INTERNAL_ERROR
 
 

@@ -28,9 +28,12 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
+from pydantic import ValidationError
 
+from camel_chat.json_scan import json_path_of_surrogate
 from camel_chat.serve.disconnect import finish
 from camel_chat.serve.errors import (
+    BadGateway,
     BadRequest,
     InternalError,
     NotFound,
@@ -39,7 +42,7 @@ from camel_chat.serve.errors import (
     ServiceUnavailable,
     from_error_code,
 )
-from camel_chat.serve.protocol import SERVER_ERROR_MSG, aiter_frames
+from camel_chat.serve.protocol import SERVER_ERROR_MSG, GenerateChunk, aiter_frames
 
 T = TypeVar("T")
 
@@ -100,6 +103,18 @@ def http_error(response: httpx.Response, body: bytes, where: str) -> ServeError:
     return InternalError(message)
 
 
+def worker_json(raw: bytes, what: str) -> Any:
+    """A worker's JSON (a stream frame or a whole answer), strictly UTF-8 and free of lone
+    surrogates (which could not be sent on to the client): else the worker's fault, a 502."""
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError too
+        raise BadGateway(f"the worker sent a malformed {what}") from exc
+    if json_path_of_surrogate(value) is not None:
+        raise BadGateway(f"the worker sent a malformed {what} (a lone surrogate)")
+    return value
+
+
 class WorkerStream:
     """One worker generation: NUL-framed cumulative chunks, read one at a time.
 
@@ -134,12 +149,11 @@ class WorkerStream:
                 return None
             self._on_failure(self.address)
             raise ServiceUnavailable(f"the worker failed while generating ({type(exc).__name__})") from exc
-        try:
-            chunk = json.loads(frame)
-        except ValueError as exc:
-            raise InternalError("the worker sent a malformed chunk") from exc
-        if not isinstance(chunk, dict):
-            raise InternalError("the worker sent a malformed chunk")
+        chunk = worker_json(frame, "chunk")
+        try:  # the shape the stream code relies on (wrong types there would be a 500 later)
+            GenerateChunk.model_validate(chunk)
+        except ValidationError as exc:
+            raise BadGateway("the worker sent a malformed chunk") from exc
         error = chunk_error(chunk)
         if error is not None:
             raise error
@@ -319,10 +333,7 @@ class Backend:
             if response.status_code >= 500:
                 self.forget_worker(address)
             raise http_error(response, response.content, "the worker")
-        try:
-            data = response.json()
-        except ValueError as exc:
-            raise InternalError("the worker sent a malformed answer") from exc
+        data = worker_json(response.content, "answer")
         if isinstance(data, dict) and (error := chunk_error(data)) is not None:
             raise error
         return data
@@ -421,11 +432,11 @@ class Backend:
             payload = {"model": model, "input": texts[start : start + batch_size]}
             data = await self._post_worker(address, "/worker_get_embeddings", payload)
             if not isinstance(data, dict) or not isinstance(data.get("embedding"), list):
-                raise InternalError("the worker sent no embeddings")
+                raise BadGateway("the worker sent no embeddings")
             vectors.extend(data["embedding"])
             tokens += int(data.get("token_num") or 0)
         if len(vectors) != len(texts):
-            raise InternalError("the worker sent a different number of embeddings than inputs")
+            raise BadGateway("the worker sent a different number of embeddings than inputs")
         return model, vectors, tokens
 
 
