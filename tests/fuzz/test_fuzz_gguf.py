@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import resource
 import struct
+import subprocess
+import sys
 import time
 from functools import cache
 from pathlib import Path
@@ -177,3 +180,43 @@ def test_missing_tensor(folders: tuple[str, Path], name: str) -> None:
     folder = folders[1]
     run_case(folder, write_tiny_gguf(Path(folders[0]) / "dropped.gguf", drop=(name,)).read_bytes())
     assert not (folder / "out").exists()
+
+
+# --- through the real entry point, as a shell sees it -------------------------------------------
+
+
+def _cli(path: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    args = [sys.executable, "-m", "camel_chat.model.import_gguf", str(path), "--out", str(out)]
+    return subprocess.run(args, capture_output=True, text=True, timeout=300)
+
+
+def _set_u32(path: Path, key: str, value: int) -> None:
+    field = gguf.GGUFReader(str(path)).fields[key]
+    at = field.offset + sum(part.nbytes for part in field.parts[:-1])
+    data = bytearray(path.read_bytes())
+    data[at : at + 4] = struct.pack("<I", value)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        ("block_count", "llama.block_count is 2147483648 but the tensors hold 2 layers (blk.N)"),
+        ("drop", "tensors missing for llama: model.layers.1.mlp.down_proj.weight"),
+        ("truncate", "truncated or damaged GGUF"),
+    ],
+)
+def test_command_line(damage: str, reason: str, tmp_path: Path) -> None:
+    path = write_tiny_gguf(tmp_path / "m.gguf", drop=("blk.1.ffn_down.weight",) if damage == "drop" else ())
+    if damage == "block_count":  # before the fix: builds 2**31 layers until memory runs out
+        _set_u32(path, "llama.block_count", 2**31)
+    if damage == "truncate":
+        path.write_bytes(path.read_bytes()[:1000])  # inside the vocabulary
+    proc = _cli(path, tmp_path / "out")
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {path}: {reason}"), proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.gguf"]  # no --out, no staging folder
+    # the largest child this test process has waited for: bounded, whatever the header declared
+    assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss < 3 * 1024 * 1024  # KiB
