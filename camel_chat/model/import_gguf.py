@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Callable, Sequence
@@ -36,6 +37,16 @@ from camel_chat.errors import CamelChatError, run_command
 
 GGUF_MAGIC = b"GGUF"
 DTYPES = ("float32", "bfloat16", "float16")
+# what transformers' GGUF loading raises for a damaged file (found by tests/fuzz/test_fuzz_gguf.py)
+_LOAD_ERRORS = (
+    ValueError,
+    KeyError,
+    IndexError,
+    TypeError,
+    ZeroDivisionError,
+    OverflowError,
+    NotImplementedError,
+)
 
 
 class GgufError(CamelChatError):
@@ -72,7 +83,10 @@ def check_gguf(path: Path) -> dict[str, Any]:
     field = reader.fields.get("general.architecture")
     if field is None:
         raise GgufError(path, "no general.architecture in the GGUF header")
-    architecture = bytes(field.parts[field.data[0]]).decode("utf-8")
+    try:
+        architecture = bytes(field.parts[field.data[0]]).decode("utf-8")
+    except (UnicodeDecodeError, IndexError) as exc:
+        raise GgufError(path, f"general.architecture is not a UTF-8 string ({exc})") from exc
     from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES
 
     if architecture not in GGUF_SUPPORTED_ARCHITECTURES:
@@ -84,17 +98,62 @@ def check_gguf(path: Path) -> dict[str, Any]:
     return {"architecture": architecture, "tensors": len(reader.tensors), "types": types}
 
 
+def check_block_count(path: Path, architecture: str) -> None:
+    """The header's layer count must be the number of `blk.N` layers the tensors hold.
+
+    transformers builds the model from the header before reading any tensor, so a damaged
+    count (2**31 layers) would build modules until memory runs out; the tensor table, bounded
+    by the file's size, is what the count is checked against.
+    """
+    import gguf
+
+    reader = gguf.GGUFReader(str(path))  # already read whole by check_gguf: cannot fail here
+    field = reader.fields.get(f"{architecture}.block_count")
+    if field is None:
+        return
+    declared = int(field.parts[field.data[0]][0])
+    layers = {int(n) for n in re.findall(r"^blk\.(\d+)\.", "\n".join(t.name for t in reader.tensors), re.M)}
+    if declared != len(layers) or (layers and max(layers) != declared - 1):
+        raise GgufError(
+            path,
+            f"{architecture}.block_count is {declared} but the tensors hold {len(layers)} layers (blk.N)",
+        )
+
+
 def load_gguf(path: Path) -> tuple[Any, Any]:
     """(dequantised model as transformers loads it, tokenizer) from the GGUF at `path`."""
+    from huggingface_hub.errors import StrictDataclassError
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     folder, name = str(path.parent), path.name
+    verbosity = hf_logging.get_verbosity()
+    # transformers' multi-line load report would bury the one error line said below
+    hf_logging.set_verbosity_error()
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype="float32")
-    except (ValueError, KeyError, NotImplementedError, RuntimeError) as exc:
-        # e.g. a quantisation type transformers cannot dequantise
+        model, info = AutoModelForCausalLM.from_pretrained(
+            folder, gguf_file=name, dtype="float32", output_loading_info=True
+        )
+    except RuntimeError as exc:
+        if "ignore_mismatched_sizes" in str(exc):  # its "details" are in the report silenced above
+            raise GgufError(
+                path, "tensor shapes do not match the header (embedding, feed-forward, head or vocab sizes)"
+            ) from exc
         raise GgufError(path, f"transformers cannot load it ({type(exc).__name__}: {exc})") from exc
+    except (*_LOAD_ERRORS, StrictDataclassError) as exc:
+        # a quantisation type transformers cannot dequantise, or a damaged header value (a head
+        # count of 0, a layer norm epsilon of 0, a hidden size not divisible by the heads, ...)
+        # that transformers' GGUF reader and config checks trip over with these
+        raise GgufError(path, f"transformers cannot load it ({type(exc).__name__}: {exc})") from exc
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    # transformers initialises what the file lacks at random and only warns; an import that
+    # saved those random weights as the model would be a silent corruption.
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise GgufError(path, f"tensors missing for {model.config.model_type}: {shown}")
     return model, tokenizer
 
 
@@ -211,6 +270,7 @@ def import_gguf(
 
         described["sha256"] = sha256_of(path)
     described["architecture"] = header["architecture"]
+    check_block_count(path, header["architecture"])
     gguf_model, tokenizer = load_gguf(path)
     plain = to_plain_model(gguf_model, dtype)
     del gguf_model
