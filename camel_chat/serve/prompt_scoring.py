@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from camel_chat.serve.detokenize import IncrementalDecoder
+from camel_chat.serve.prefill import prefill_groups
 from camel_chat.serve.sampling import choose_tokens
 
 if TYPE_CHECKING:
@@ -90,16 +91,7 @@ def score_groups(lengths: Sequence[int], vocab: int) -> list[list[int]]:
     """Indices of the prompts, in order, grouped so that a group's padded logits fit the budget
     (a prompt over the budget alone gets a group of its own)."""
     budget = max(1, min(SCORE_TOKENS_BUDGET, SCORE_LOGITS_BUDGET // max(1, vocab)))
-    groups: list[list[int]] = []
-    width = 0
-    for i, length in enumerate(lengths):
-        if groups and (len(groups[-1]) + 1) * max(width, length) <= budget:
-            groups[-1].append(i)
-            width = max(width, length)
-        else:
-            groups.append([i])
-            width = length
-    return groups
+    return prefill_groups(lengths, token_budget=budget)
 
 
 def forward_rows(model: Any, rows: Sequence[Sequence[int]], device: Any) -> Any:
