@@ -174,25 +174,10 @@ def _write(merged: Any, tokenizer: Any, template: str | None, done: dict[str, An
         else:
             merged.save_pretrained(staging)
             tokenizer.save_pretrained(staging)
-        _swap_into_place(staging, target)
+        checkpoint.swap_into_place(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-
-
-def _swap_into_place(staging: Path, target: Path) -> None:
-    """Rename staging → target; an old target is moved aside first and deleted only after."""
-    if not target.exists():
-        os.replace(staging, target)
-        return
-    old = staging.with_name(staging.name + ".old")
-    os.replace(target, old)
-    try:
-        os.replace(staging, target)
-    except BaseException:
-        os.replace(old, target)
-        raise
-    shutil.rmtree(old)
 
 
 def _recorded_template(lora: str, base: str, tokenizer: Any) -> str | None:

@@ -21,6 +21,7 @@ The readers import nothing heavy.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -259,3 +260,19 @@ def copy_tokenizer_and_metadata(src: str | Path, dst: str | Path) -> None:
             shutil.copytree(item, target / item.name, dirs_exist_ok=True)
         else:
             shutil.copy2(item, target / item.name)
+
+
+def swap_into_place(staging: Path, target: Path) -> None:
+    """Rename a fully written staging folder to `target`; an old target is moved aside first and
+    deleted only after, so a failure at any point leaves either the old or the new checkpoint."""
+    if not target.exists():
+        os.replace(staging, target)
+        return
+    old = staging.with_name(staging.name + ".old")
+    os.replace(target, old)
+    try:
+        os.replace(staging, target)
+    except BaseException:
+        os.replace(old, target)
+        raise
+    shutil.rmtree(old)

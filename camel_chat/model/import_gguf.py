@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from camel_chat.errors import CamelChatError, run_command
+from camel_chat.model import checkpoint
 
 GGUF_MAGIC = b"GGUF"
 DTYPES = ("float32", "bfloat16", "float16")
@@ -191,8 +192,6 @@ def _write_checkpoint(
 ) -> None:
     import json
 
-    from camel_chat.model import checkpoint
-
     context = getattr(model.config, "max_position_embeddings", None)
     if isinstance(context, int):
         tokenizer.model_max_length = context  # not transformers' "unlimited" placeholder
@@ -217,21 +216,6 @@ def _write_checkpoint(
     metadata = checkpoint.build_metadata(None, model, extra)  # type: ignore[arg-type]
     text = json.dumps(metadata, indent=2, ensure_ascii=False) + "\n"
     (out / checkpoint.METADATA_FILE).write_text(text, encoding="utf-8")
-
-
-def _swap_into_place(staging: Path, target: Path) -> None:
-    """Rename staging → target; an old target is moved aside first and deleted only after."""
-    if not target.exists():
-        os.replace(staging, target)
-        return
-    old = staging.with_name(staging.name + ".old")
-    os.replace(target, old)
-    try:
-        os.replace(staging, target)
-    except BaseException:
-        os.replace(old, target)
-        raise
-    shutil.rmtree(old)
 
 
 def check_target(out: Path, force: bool) -> None:
@@ -281,7 +265,7 @@ def import_gguf(
         _write_checkpoint(
             plain, tokenizer, staging, template=template, sampling=dict(sampling or {}), source=described
         )
-        _swap_into_place(staging, target)
+        checkpoint.swap_into_place(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
