@@ -79,12 +79,17 @@ class PromptLogprobs:
                 entry = {decoded[t]: lp for t, lp in row}
                 entry[name] = value  # the prompt token itself is always there (vLLM does the same)
                 tops.append(entry)
-        decoder = IncrementalDecoder(tokenizer)
-        offsets = []
-        for token in ids:
-            offsets.append(len(decoder.text))
-            decoder.push(token)
-        return cls(names, values, tops, offsets)
+        return cls(names, values, tops, text_offsets(tokenizer, ids))
+
+
+def text_offsets(tokenizer: Any, ids: Sequence[int]) -> list[int]:
+    """Each token's character offset in the text the ids decode to (OpenAI's `text_offset`)."""
+    decoder = IncrementalDecoder(tokenizer)
+    offsets = []
+    for token in ids:
+        offsets.append(len(decoder.text))
+        decoder.push(token)
+    return offsets
 
 
 def score_groups(lengths: Sequence[int], vocab: int) -> list[list[int]]:

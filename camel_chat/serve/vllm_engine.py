@@ -25,7 +25,6 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from camel_chat.serve.detokenize import IncrementalDecoder
 from camel_chat.serve.engine import (
     ChatFormat,
     ChatFormatQueries,
@@ -35,7 +34,7 @@ from camel_chat.serve.engine import (
     default_model_names,
 )
 from camel_chat.serve.errors import BadRequest
-from camel_chat.serve.prompt_scoring import PromptLogprobs
+from camel_chat.serve.prompt_scoring import PromptLogprobs, text_offsets
 from camel_chat.serve.protocol import GenerateChunk, GenerateRequest, Usage
 from camel_chat.serve.sampling import SamplingDefaults, SamplingParams
 
@@ -247,13 +246,8 @@ def _prompt_logprobs(entries: Any, ids: list[int], params: SamplingParams, token
         if chosen is not None:
             entry[chosen.decoded_token or tokenizer.decode([token])] = chosen.logprob
         tops.append(entry)
-    decoder = IncrementalDecoder(tokenizer)
-    offsets = []
-    for token in ids:
-        offsets.append(len(decoder.text))
-        decoder.push(token)
     names = tokenizer.batch_decode([[t] for t in ids])
-    return PromptLogprobs(names, values, tops, offsets)
+    return PromptLogprobs(names, values, tops, text_offsets(tokenizer, ids))
 
 
 def _join(prompt: PromptLogprobs | None, generated: dict[str, Any] | None) -> dict[str, Any] | None:
