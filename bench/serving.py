@@ -275,10 +275,13 @@ def worker_request(client: Any, worker: str, max_tokens: int) -> OneRequest:
     return one
 
 
-def stack_request(client: Any, max_tokens: int) -> OneRequest:
+def stack_request(client: Any, max_tokens: int, model: str = MODEL) -> OneRequest:
+    """One streamed chat completion; TTFT at the first content delta. Completion tokens are the
+    server's `usage` (`stream_options.include_usage`), else the number of content deltas."""
+
     async def one(i: int) -> Sample:
         body = {
-            "model": MODEL,
+            "model": model,
             "messages": messages_for(i),
             "max_tokens": max_tokens,
             "temperature": 0.0,
@@ -286,8 +289,7 @@ def stack_request(client: Any, max_tokens: int) -> OneRequest:
             "stream_options": {"include_usage": True},
         }
         start = time.perf_counter()
-        first = None
-        tokens = 0
+        first, deltas, usage = None, 0, None
         async with client.stream("POST", "/v1/chat/completions", json=body) as response:
             response.raise_for_status()
             async for line in _sse_lines(response):
@@ -297,11 +299,13 @@ def stack_request(client: Any, max_tokens: int) -> OneRequest:
                 if "error" in data:
                     raise RuntimeError(data["error"])
                 if data.get("usage"):
-                    tokens = data["usage"]["completion_tokens"]
-                if first is None and data["choices"] and data["choices"][0]["delta"].get("content"):
-                    first = time.perf_counter()
+                    usage = data["usage"]["completion_tokens"]
+                choices = data.get("choices") or []
+                if choices and (choices[0].get("delta") or {}).get("content"):
+                    deltas += 1
+                    first = first or time.perf_counter()
         end = time.perf_counter()
-        return Sample((first or end) - start, end - start, tokens)
+        return Sample((first or end) - start, end - start, usage if usage is not None else deltas)
 
     return one
 

@@ -23,7 +23,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from serving import (
     MODEL,
     Result,
-    Sample,
     Stack,
     Tally,
     closed_loop,
     free_port,
-    messages_for,
+    stack_request,
     wait_for,
 )
 
@@ -78,38 +76,6 @@ class PeerServer:
                 self.proc.wait()
 
 
-def chat_request(client: Any, model: str, max_tokens: int) -> Any:
-    """One streamed chat completion; TTFT at the first content delta."""
-
-    async def one(i: int) -> Sample:
-        body = {
-            "model": model,
-            "messages": messages_for(i),
-            "max_tokens": max_tokens,
-            "temperature": 0.0,
-            "stream": True,
-            "stream_options": {"include_usage": True},
-        }
-        start = time.perf_counter()
-        first, deltas, usage = None, 0, None
-        async with client.stream("POST", "/v1/chat/completions", json=body) as response:
-            response.raise_for_status()
-            async for line in response.aiter_lines():
-                if not line.startswith("data: ") or line == "data: [DONE]":
-                    continue
-                data = json.loads(line[len("data: ") :])
-                if data.get("usage"):
-                    usage = data["usage"]["completion_tokens"]
-                choices = data.get("choices") or []
-                if choices and (choices[0].get("delta") or {}).get("content"):
-                    deltas += 1
-                    first = first or time.perf_counter()
-        end = time.perf_counter()
-        return Sample((first or end) - start, end - start, usage if usage is not None else deltas)
-
-    return one
-
-
 async def measure(servers: dict[str, tuple[str, str]], args: argparse.Namespace) -> list[Result]:
     import httpx
 
@@ -121,12 +87,12 @@ async def measure(servers: dict[str, tuple[str, str]], args: argparse.Namespace)
     }
     try:
         for name, (_, model) in servers.items():  # warm-up: first requests load kernels and caches
-            await closed_loop(chat_request(clients[name], model, args.max_tokens), 2, 1)
+            await closed_loop(stack_request(clients[name], args.max_tokens, model), 2, 1)
         for r in range(args.rounds):
             for c in args.clients:
                 order = list(servers) if r % 2 == 0 else list(reversed(servers))
                 for name in order:
-                    one = chat_request(clients[name], servers[name][1], args.max_tokens)
+                    one = stack_request(clients[name], args.max_tokens, servers[name][1])
                     per_client = max(1, args.requests // c)
                     samples, seconds = await closed_loop(one, c, per_client)
                     tallies[(name, c)].samples.extend(samples)
