@@ -287,7 +287,7 @@ def consolidate(
     trust_remote_code: bool = False,
 ) -> Path:
     """Turn the sharded checkpoint folder into a standard checkpoint in `output`; return it."""
-    from camel_chat.model.apply_lora import _swap_into_place
+    from camel_chat.model.checkpoint import swap_into_place
     from camel_chat.model.loader import parse_dtype
     from camel_chat.templates import get_template
 
@@ -326,7 +326,7 @@ def consolidate(
         )
         extra = _extra(sources, source, kind, base)
         ckpt.write_template_files(staging, tokenizer, template, model=model, extra=extra)
-        _swap_into_place(staging, target)
+        swap_into_place(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
