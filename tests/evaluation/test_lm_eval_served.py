@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from api_stack import API_KEY, api_stack
-from serving_stack import ENV, Stack, write_checkpoint
+from api_stack import api_stack
+from lm_eval_run import lm_eval, offline_env, samples
+from serving_stack import Stack, write_checkpoint
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("lm_eval", reason="lm_eval is installed by `make test` (requirements.txt)")
@@ -42,39 +43,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     checkpoint = write_checkpoint(root / "tiny-vicuna", CONTEXT_LENGTH)
     with api_stack(root, checkpoint, MODEL) as running:
         yield running
-
-
-def offline_env(out: Path) -> dict[str, str]:
-    return {
-        **ENV,
-        "HF_HUB_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "HF_HOME": str(out / "hf-home"),  # the datasets cache lands here, not in ~/.cache
-        "OPENAI_API_KEY": API_KEY,  # local-completions sends it as the bearer token
-    }
-
-
-def lm_eval(out: Path, model: str, model_args: dict[str, Any], task: str, *extra: str) -> dict[str, Any]:
-    """Run `lm_eval run` offline in the repository root (the YAML data paths are relative to it);
-    return the results JSON it wrote."""
-    env = offline_env(out)
-    margs = ",".join(f"{k}={v}" for k, v in {"model": MODEL, **model_args}.items())
-    command = [
-        sys.executable, "-m", "lm_eval", "run", "--model", model, "--model_args", margs,
-        "--tasks", task, "--include_path", str(TASKS), "--output_path", str(out), "--log_samples", *extra,
-    ]  # fmt: skip
-    done = subprocess.run(
-        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    (results,) = out.rglob("results_*.json")
-    return json.loads(results.read_text(encoding="utf-8"))
-
-
-def samples(out: Path, task: str) -> list[dict[str, Any]]:
-    (path,) = out.rglob(f"samples_{task}_*.jsonl")
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 def loglikelihoods(rows: list[dict[str, Any]]) -> list[tuple[str, str, float]]:
@@ -130,6 +98,7 @@ def check_multiple_choice(out: Path, results: dict[str, Any], direct: Any) -> li
 def test_multiple_choice_with_token_id_requests(stack: Stack, direct: Any, tmp_path: Path) -> None:
     args = {
         "base_url": f"{stack.api}/v1/completions",
+        "model": MODEL,
         "tokenizer": stack.checkpoint,  # lm_eval tokenizes itself and sends the ids
         "tokenized_requests": "True",
         "max_length": CONTEXT_LENGTH,
@@ -143,6 +112,7 @@ def test_multiple_choice_with_token_id_requests(stack: Stack, direct: Any, tmp_p
 def test_multiple_choice_with_text_requests(stack: Stack, direct: Any, tmp_path: Path) -> None:
     args = {
         "base_url": f"{stack.api}/v1/completions",
+        "model": MODEL,
         "tokenizer": stack.checkpoint,  # still used by lm_eval to count context tokens
         "tokenized_requests": "False",
         "max_length": CONTEXT_LENGTH,
@@ -154,7 +124,12 @@ def test_multiple_choice_with_text_requests(stack: Stack, direct: Any, tmp_path:
 
 
 def test_generate_until_with_chat_completions(stack: Stack, tmp_path: Path) -> None:
-    args = {"base_url": f"{stack.api}/v1/chat/completions", "num_concurrent": 1, "max_retries": 1}
+    args = {
+        "model": MODEL,
+        "base_url": f"{stack.api}/v1/chat/completions",
+        "num_concurrent": 1,
+        "max_retries": 1,
+    }
     results = lm_eval(tmp_path, "local-chat-completions", args, "camel_eval_gen", "--apply_chat_template")
     metrics = results["results"]["camel_eval_gen"]
     assert 0.0 <= metrics["exact_match,none"] <= 1.0
