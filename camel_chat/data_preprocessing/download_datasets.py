@@ -19,25 +19,13 @@ repositories are gated and need their terms accepted on the website first.
 from __future__ import annotations
 
 import argparse
-import functools
-import importlib
-import socket
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import get_token, hf_hub_download
-from huggingface_hub.errors import (
-    EntryNotFoundError,
-    GatedRepoError,
-    HfHubHTTPError,
-    LocalEntryNotFoundError,
-    OfflineModeIsEnabled,
-    RepositoryNotFoundError,
-    RevisionNotFoundError,
-)
+from huggingface_hub import hf_hub_download
 
 from camel_chat.data_preprocessing.archives import (
     ARCHIVE_SUFFIXES,
@@ -46,6 +34,7 @@ from camel_chat.data_preprocessing.archives import (
 )
 from camel_chat.data_preprocessing.sources import NAMES, SOURCES, Source, get_source, resolve_names
 from camel_chat.errors import CamelChatError, DataError, DownloadError, run_command
+from camel_chat.hub import failure_reason
 
 #: Anything called like `hf_hub_download(repo_id=, filename=, repo_type=, local_dir=)`.
 Fetch = Callable[..., Any]
@@ -145,7 +134,7 @@ def _download(source: Source, directory: Path, fetch: Fetch, log: Log) -> Outcom
                 local_dir=str(directory),
             )
         except Exception as exc:
-            reason = failure_reason(exc, source, filename)
+            reason = failure_reason(exc, source.repo_id, url=source.url, filename=filename)
             if reason is None:  # not a download problem: a bug, keep the traceback
                 raise
             error = DownloadError(source.name, reason)
@@ -190,69 +179,6 @@ def _extract_all(report: Report, directory: Path, remove: bool, log: Log) -> Non
 
 def _files(n: int) -> str:
     return f"{n} file" if n == 1 else f"{n} files"
-
-
-def failure_reason(exc: BaseException, source: Source, filename: str) -> str | None:
-    """Say why fetching `filename` of `source` failed, or None when `exc` is not a
-    download problem (a bug, which should keep its traceback)."""
-    login = "log in with `hf auth login` or set HF_TOKEN"
-    if isinstance(exc, GatedRepoError):  # before RepositoryNotFoundError: it subclasses it
-        token = "no token found" if get_token() is None else "your token has no access yet"
-        return f"gated: accept the terms at {source.url} and {login} ({token})"
-    if isinstance(exc, RepositoryNotFoundError):
-        hint = f"; it may be gated or private: {login}" if get_token() is None else ""
-        return f"repository {source.repo_id} not found on the Hugging Face Hub{hint}"
-    if isinstance(exc, RevisionNotFoundError):
-        return f"revision not found in {source.repo_id}"
-    chain = _causes(exc)
-    if any(isinstance(e, OfflineModeIsEnabled) for e in chain):
-        return "no network access to the Hugging Face Hub: offline mode is on (HF_HUB_OFFLINE)"
-    if isinstance(exc, LocalEntryNotFoundError) or any(_is_network_error(e) for e in chain):
-        return (
-            "no network access to the Hugging Face Hub; check the connection or proxy, "
-            f"or copy {filename} into the download directory"
-        )
-    if isinstance(exc, EntryNotFoundError):
-        return f"file {filename} not found in {source.repo_id}"
-    if isinstance(exc, HfHubHTTPError):
-        status = exc.response.status_code if exc.response is not None else "error"
-        if status == 401:
-            return f"the Hub refused the request (HTTP 401): {login}"
-        return f"the Hub answered HTTP {status}: {str(exc).splitlines()[0]}"
-    if isinstance(exc, OSError):
-        return f"could not write {filename}: {exc}"
-    return None
-
-
-def _causes(exc: BaseException) -> list[BaseException]:
-    """`exc` and the exceptions it was raised from, outermost first (cycle-safe)."""
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in chain:
-        chain.append(current)
-        current = current.__cause__ or current.__context__
-    return chain
-
-
-@functools.cache
-def _network_error_types() -> tuple[type[BaseException], ...]:
-    # The Hub client of the day may use httpx2, httpx or requests; accept whichever exist.
-    types: list[type[BaseException]] = [ConnectionError, TimeoutError, socket.gaierror]
-    for module_name, attrs in (
-        ("httpx2", ("TransportError",)),
-        ("httpx", ("TransportError",)),
-        ("requests", ("ConnectionError", "Timeout")),
-    ):
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        types.extend(getattr(module, a) for a in attrs if hasattr(module, a))
-    return tuple(types)
-
-
-def _is_network_error(exc: BaseException) -> bool:
-    return isinstance(exc, _network_error_types())
 
 
 def _log(message: str) -> None:

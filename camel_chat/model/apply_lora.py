@@ -20,9 +20,6 @@ Exit status: 0 merged, 2 bad input (message on stderr).
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -163,21 +160,13 @@ def merge(
 
 def _write(merged: Any, tokenizer: Any, template: str | None, done: dict[str, Any], target: Path) -> None:
     """Save into a temporary folder beside `target`, then move it into place."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # mkdir, not mkdtemp: the merged folder keeps the umask's permissions, not 0700.
-    staging = target.parent / f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    staging.mkdir()
-    try:
+    with checkpoint.staged(target) as staging:
         if template is not None:
             extra = {"merged_from": done}
             checkpoint.save_pretrained_with_template(merged, tokenizer, template, staging, extra=extra)
         else:
             merged.save_pretrained(staging)
             tokenizer.save_pretrained(staging)
-        checkpoint.swap_into_place(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def _recorded_template(lora: str, base: str, tokenizer: Any) -> str | None:

@@ -20,9 +20,12 @@ The readers import nothing heavy.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -276,3 +279,20 @@ def swap_into_place(staging: Path, target: Path) -> None:
         os.replace(old, target)
         raise
     shutil.rmtree(old)
+
+
+@contextlib.contextmanager
+def staged(target: Path) -> Iterator[Path]:
+    """A new, empty folder beside `target` to write a checkpoint into: swapped into place
+    (`swap_into_place`) when the block ends normally, deleted when it raises, so `target`
+    is never half-written. Checking that `target` may be replaced is the caller's job."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # mkdir, not mkdtemp: the checkpoint keeps the umask's permissions, not 0700.
+    staging = target.parent / f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    staging.mkdir()
+    try:
+        yield staging
+        swap_into_place(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

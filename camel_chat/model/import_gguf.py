@@ -25,10 +25,7 @@ a failure leaves nothing half-written.
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import shutil
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -258,17 +255,10 @@ def import_gguf(
     gguf_model, tokenizer = load_gguf(path)
     plain = to_plain_model(gguf_model, dtype)
     del gguf_model
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.parent / f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    staging.mkdir()
-    try:
+    with checkpoint.staged(target) as staging:
         _write_checkpoint(
             plain, tokenizer, staging, template=template, sampling=dict(sampling or {}), source=described
         )
-        checkpoint.swap_into_place(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     log(f"imported {path} → {target} ({dtype}, template {template or 'from the GGUF'})")
     return target
 

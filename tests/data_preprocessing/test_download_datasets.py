@@ -23,6 +23,7 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
 )
 
+from camel_chat import hub as hub_reasons
 from camel_chat.data_preprocessing import download_datasets as dd
 from camel_chat.data_preprocessing.sources import NAMES, SOURCES, resolve_names
 from camel_chat.errors import CamelChatError
@@ -197,7 +198,7 @@ def test_keep_archives(tmp_path: Path) -> None:
 def test_one_failing_dataset_does_not_stop_the_others(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(dd, "get_token", lambda: None)
+    monkeypatch.setattr(hub_reasons, "get_token", lambda: None)
     hub = FakeHub(
         {
             "camel-ai/ai_society": lambda: hub_error(GatedRepoError, 401, "gated repo"),
@@ -230,7 +231,7 @@ def test_one_failing_dataset_does_not_stop_the_others(
 def test_gated_error_with_a_token_says_access_is_missing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(dd, "get_token", lambda: "hf_xxx")
+    monkeypatch.setattr(hub_reasons, "get_token", lambda: "hf_xxx")
     hub = FakeHub({"camel-ai/math": lambda: hub_error(GatedRepoError, 403, "gated")})
     report = dd.run(tmp_path, ["math"], fetch=hub, log=quiet)
     assert "your token has no access yet" in report.get("math").error.reason
