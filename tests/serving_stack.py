@@ -1,5 +1,5 @@
 """Real serving processes for the end-to-end tests: a tiny vicuna_v1.1 checkpoint, a controller,
-a model_worker and optionally the OpenAI API server, on free loopback ports.
+a model_worker and optionally the OpenAI API server and the Gradio web UI, on free loopback ports.
 
 `serving_stack(root, ...)` starts them, waits until each is healthy (the worker registered), and
 stops every process it started when the `with` block ends (terminate, wait, kill).
@@ -105,6 +105,7 @@ class Stack:
     worker: str
     api: str | None
     checkpoint: Path
+    web: str | None = None
 
 
 @contextmanager
@@ -117,10 +118,12 @@ def serving_stack(
     api_args: Sequence[str] = (),
     checkpoint: Path | None = None,
     model: str = MODEL,
+    web_args: Sequence[str] | None = None,
 ) -> Iterator[Stack]:
-    """Controller + model_worker (+ the OpenAI API server when `api_keys` is given, "" for no auth),
+    """Controller + model_worker (+ the OpenAI API server when `api_keys` is given, "" for no auth;
+    + the Gradio web UI on the controller when `web_args` is given, [] for no extra flags),
     serving `checkpoint` as `model` (default: a tiny random vicuna_v1.1 checkpoint written under
-    root). `worker_args` and `api_args` are extra flags for the worker and the API server."""
+    root). `worker_args`, `api_args` and `web_args` are extra flags for those processes."""
     if checkpoint is None:
         checkpoint = write_checkpoint(root / "tiny-vicuna", context_length)
     c_port, w_port = free_port(), free_port()
@@ -136,6 +139,14 @@ def serving_stack(
             "--worker-address", worker, "--controller-address", controller,
             "--model-path", str(checkpoint), "--model-names", model, "--device", "cpu", *worker_args,
         ], root / "worker.log", procs)  # fmt: skip
+        web = gui = None
+        if web_args is not None:  # started while the worker loads: the UI reads the models per page load
+            g_port = free_port()
+            web = f"http://127.0.0.1:{g_port}"
+            gui = start([
+                *py, "camel_chat.serve.gradio_web_server", "--host", "127.0.0.1", "--port", str(g_port),
+                "--controller-url", controller, "--model-list-mode", "reload", *web_args,
+            ], root / "web.log", procs)  # fmt: skip
         wait_until(lambda: healthy(f"{worker}/health"), wrk, root / "worker.log", "model_worker")
         wait_until(lambda: registered(controller, model), wrk, root / "worker.log", "worker registration")
         api = None
@@ -147,6 +158,8 @@ def serving_stack(
                 "--controller-address", controller, "--api-keys", api_keys, *api_args,
             ], root / "api.log", procs)  # fmt: skip
             wait_until(lambda: healthy(f"{api}/health"), srv, root / "api.log", "openai_api_server")
-        yield Stack(controller, worker, api, checkpoint)
+        if gui is not None:
+            wait_until(lambda: healthy(str(web)), gui, root / "web.log", "gradio_web_server")
+        yield Stack(controller, worker, api, checkpoint, web)
     finally:
         stop(procs)

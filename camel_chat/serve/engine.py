@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from camel_chat.serve.errors import BadRequest, ErrorCode
 from camel_chat.serve.protocol import GenerateChunk, GenerateRequest
+from camel_chat.serve.sampling import SamplingDefaults
 
 #: Config keys that hold a model's context length, in the order FastChat HEAD reads them.
 CONTEXT_LENGTH_KEYS = (
@@ -48,6 +49,8 @@ class Engine(Protocol):
     model_names: list[str]
     context_length: int
     template_name: str | None
+    #: what a request that leaves temperature/top_p/top_k/repetition_penalty out gets
+    sampling_defaults: SamplingDefaults
 
     def generate(self, request: GenerateRequest) -> AsyncIterator[GenerateChunk]:
         """Chunks with the cumulative text and exact usage; the last one has a finish_reason.

@@ -5,8 +5,11 @@
         [--model-list-mode once|reload] [--share] [--api-base URL [--api-key KEY]] [--log-dir DIR]
 
 Without `--api-base` the UI lists models at the controller and streams from the workers; with it,
-the UI sits on an OpenAI-compatible server (ours). `build_demo(backend, settings)` returns the
-Blocks; the handlers live in `camel_chat.serve.web_chat`. Analytics are off and the theme uses
+the UI sits on an OpenAI-compatible server (ours). The Temperature and Top P sliders start at the
+selected model's defaults (its checkpoint's generation_config.json, through the worker's
+/model_details; else 0.7 / 1.0) whenever the page loads or another model is picked; what the user
+sets is what is sent. `build_demo(backend, settings)` returns the Blocks; the handlers live in
+`camel_chat.serve.web_chat`. Analytics are off and the theme uses
 system fonts, so neither the server nor the page contacts the internet (`--share` aside).
 """
 
@@ -46,6 +49,9 @@ logger = logging.getLogger("camel_chat.serve.gradio_web_server")
 TITLE = "# camel_chat"
 LOCAL_FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]
 LOCAL_MONO = ["ui-monospace", "Consolas", "monospace"]
+TEMPERATURE_MAX = 1.0
+# Fine enough for what checkpoints recommend (0.95, 0.05), which a 0.1 step would round.
+SAMPLING_STEP = 0.01
 
 
 @dataclass
@@ -67,19 +73,30 @@ def _models(backend: ChatBackend) -> tuple[list[str], str]:
         return [], exc.user_text()
 
 
+def _sliders(backend: ChatBackend, model: str | None) -> tuple[Any, Any]:
+    """Temperature and Top P set to `model`'s defaults (the documented ones without a model)."""
+    params = backend.generation_defaults(model) if model else GenParams()
+    # A checkpoint may recommend a temperature above the usual range: widen it rather than clamp.
+    temperature = gr.Slider(value=params.temperature, maximum=max(TEMPERATURE_MAX, params.temperature))
+    return temperature, gr.Slider(value=params.top_p)
+
+
 def build_demo(backend: ChatBackend, settings: WebSettings | None = None) -> gr.Blocks:
     """The chat UI on `backend`; nothing here is global, so several demos can coexist."""
     settings = settings or WebSettings()
     startup_models, startup_error = _models(backend)
 
-    def on_load(request: gr.Request) -> tuple[Any, str, str]:
+    def on_load(request: gr.Request) -> tuple[Any, str, str, Any, Any]:
         models, error = (startup_models, startup_error)
         if settings.model_list_mode == "reload":
             models, error = _models(backend)
         params = dict(request.query_params) if request is not None else {}
         choice = preselect(models, params)
         notice = error or ("" if models else "No model is being served right now.")
-        return gr.Dropdown(choices=models, value=choice), uuid.uuid4().hex, notice
+        return gr.Dropdown(choices=models, value=choice), uuid.uuid4().hex, notice, *_sliders(backend, choice)
+
+    def on_model(model: str | None) -> tuple[Any, Any]:
+        return _sliders(backend, model)
 
     def respond(
         history: History, model: str, system: str, temperature: float, top_p: float, max_tokens: int,
@@ -154,8 +171,14 @@ def build_demo(backend: ChatBackend, settings: WebSettings | None = None) -> gr.
             regen_btn = gr.Button("Regenerate", elem_id="regen_btn")
             clear_btn = gr.Button("Clear", elem_id="clear_btn")
         with gr.Accordion("Parameters", open=False):
-            temperature = gr.Slider(0.0, 1.0, value=0.7, step=0.1, label="Temperature")
-            top_p = gr.Slider(0.0, 1.0, value=1.0, step=0.1, label="Top P")
+            documented = GenParams()
+            temperature = gr.Slider(
+                0.0, TEMPERATURE_MAX, value=documented.temperature, step=SAMPLING_STEP,
+                label="Temperature", elem_id="temperature",
+            )  # fmt: skip
+            top_p = gr.Slider(
+                0.0, 1.0, value=documented.top_p, step=SAMPLING_STEP, label="Top P", elem_id="top_p"
+            )
             max_tokens = gr.Slider(16, 1024, value=512, step=64, label="Max output tokens")
 
         gen_inputs = [chatbot, model, system, temperature, top_p, max_tokens, conv_id]
@@ -176,7 +199,9 @@ def build_demo(backend: ChatBackend, settings: WebSettings | None = None) -> gr.
         upvote_btn.click(voter("upvote", "Thanks for the upvote."), gen_inputs, [notice], queue=False)
         downvote_btn.click(voter("downvote", "Thanks for the feedback."), gen_inputs, [notice], queue=False)
         flag_btn.click(voter("flag", "Flagged, thank you."), gen_inputs, [notice], queue=False)
-        demo.load(on_load, None, [model, conv_id, notice], queue=False)
+        # .input: the user picked a model; on_load sets the sliders for the one it preselects.
+        model.input(on_model, [model], [temperature, top_p], queue=False)
+        demo.load(on_load, None, [model, conv_id, notice, temperature, top_p], queue=False)
     return demo
 
 

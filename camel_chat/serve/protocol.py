@@ -4,7 +4,8 @@ Three planes:
 
     control plane   controller <-> workers      RegisterWorkerRequest, WorkerStatus, HeartBeat*, ...
     worker plane    clients -> a worker        GenerateRequest -> GenerateChunk stream (NUL-framed),
-                                               CountToken*, ModelDetailsResponse, Embeddings*
+                                               CountToken*, ModelDetailsResponse (+ CheckpointSampling),
+                                               Embeddings*
     OpenAI plane    apps -> the API server     ChatCompletion*, Completion*, Embedding*, ModelList,
                                                ErrorResponse
 
@@ -156,8 +157,20 @@ class CountTokenResponse(BaseModel):
     error_code: int = 0
 
 
+class CheckpointSampling(BaseModel):
+    """The sampling defaults a checkpoint's generation_config.json sets; null where it sets none
+    (a request that leaves that field out then gets FastChat's default)."""
+
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    repetition_penalty: float | None = None
+
+
 class ModelDetailsResponse(BaseModel):
     context_length: int
+    # Our extension (FastChat clients ignore it): what the web UI starts its sliders at.
+    sampling: CheckpointSampling | None = None
 
 
 class EmbeddingsRequest(LenientRequest):

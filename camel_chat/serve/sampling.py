@@ -17,7 +17,7 @@ Greedy rows without penalties or logprobs share one argmax over the batch.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from camel_chat.serve.errors import BadRequest
@@ -39,6 +39,8 @@ class SamplingDefaults:
     top_p: float = 1.0
     top_k: int = -1
     repetition_penalty: float = 1.0
+    #: The keys whose values a generation config set (the rest are the base's); equality ignores it.
+    configured: tuple[str, ...] = field(default=(), compare=False)
 
     @classmethod
     def from_generation_config(cls, config: Any, base: SamplingDefaults | None = None) -> SamplingDefaults:
@@ -55,7 +57,12 @@ class SamplingDefaults:
                 given[key] = float(values[key]) if key != "top_k" else int(values[key])
         if given.get("top_k", 1) <= 0:
             given["top_k"] = -1
-        return replace(base, **given)
+        configured = tuple(key for key in GENERATION_CONFIG_KEYS if key in given or key in base.configured)
+        return replace(base, **given, configured=configured)
+
+    def configured_values(self) -> dict[str, float | int]:
+        """What the generation config set: the values of the `configured` keys."""
+        return {key: getattr(self, key) for key in self.configured}
 
 
 @dataclass(frozen=True)

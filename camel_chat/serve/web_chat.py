@@ -3,9 +3,14 @@
 Two backends stream a reply as CUMULATIVE text (each item is the whole reply so far):
 
     ControllerBackend   models from the controller's /list_models, replies from the worker's
-                        /worker_generate_stream (our `messages` extension, NUL-framed chunks)
+                        /worker_generate_stream (our `messages` extension, NUL-framed chunks),
+                        a model's sampling defaults from the worker's /model_details
     OpenAIBackend       models and streamed chat completions from an OpenAI-compatible server
                         (`--api-base`, the official `openai` client)
+
+`generation_defaults(model)` is what the UI's sliders start at: the temperature and top_p the
+model's checkpoint recommends (its generation_config.json), GenParams' documented 0.7 / 1.0 where
+it recommends none or the backend cannot know (a FastChat worker, an OpenAI server).
 
 Handlers are plain functions of the chat history (a list of `{"role", "content"}` dicts, the
 Chatbot's "messages" format) and the user's input; `gradio_web_server.build_demo` wires them to
@@ -19,17 +24,18 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
 
 from camel_chat.serve.errors import ErrorCode
-from camel_chat.serve.protocol import SERVER_ERROR_MSG, NulSplitter
+from camel_chat.serve.protocol import SERVER_ERROR_MSG, ModelDetailsResponse, NulSplitter
 
 INPUT_CHAR_LEN_LIMIT = 12000  # FastChat's default; longer input is truncated
 CONVERSATION_TURN_LIMIT = 50  # user turns per conversation
@@ -40,6 +46,7 @@ CURSOR = "▌"
 REQUEST_TIMEOUT = 100.0
 
 History = list[dict[str, Any]]
+log = logging.getLogger(__name__)
 
 
 class BackendError(Exception):
@@ -63,6 +70,10 @@ class GenParams:
 
 class ChatBackend(Protocol):
     def list_models(self) -> list[str]: ...
+
+    def generation_defaults(self, model: str) -> GenParams:
+        """What the sliders start at for `model`; never raises (the documented defaults instead)."""
+        ...
 
     def stream(self, model: str, messages: list[dict[str, str]], params: GenParams) -> Iterator[str]:
         """Yields the cumulative reply text; raises BackendError."""
@@ -96,12 +107,38 @@ class ControllerBackend:
     def list_models(self) -> list[str]:
         return list(self._post("/list_models").get("models", []))
 
-    def stream(self, model: str, messages: list[dict[str, str]], params: GenParams) -> Iterator[str]:
+    def _worker_address(self, model: str) -> str:
         address = (self._post("/get_worker_address", {"model": model}) or {}).get("address", "")
         if not address:
             raise BackendError(
                 f"No worker serves the model {model!r} right now.", ErrorCode.CONTROLLER_NO_WORKER
             )
+        return str(address)
+
+    def generation_defaults(self, model: str) -> GenParams:
+        """The worker's /model_details `sampling` (our extension) over GenParams' defaults."""
+        documented = GenParams()
+        try:
+            address = self._worker_address(model)
+            answer = httpx.post(
+                f"{address}/model_details", json={"model": model}, timeout=10, trust_env=False
+            )
+            answer.raise_for_status()
+            sampling = ModelDetailsResponse.model_validate(answer.json()).sampling
+        except (BackendError, httpx.HTTPError, ValueError) as exc:  # pydantic's errors are ValueErrors
+            log.info("sampling defaults of %r unknown, using 0.7 / 1.0: %s", model, exc)
+            return documented
+        if sampling is None:  # a FastChat worker
+            return documented
+        return replace(
+            documented,
+            temperature=documented.temperature if sampling.temperature is None else sampling.temperature,
+            top_p=documented.top_p if sampling.top_p is None else sampling.top_p,
+        )
+
+    def stream(self, model: str, messages: list[dict[str, str]], params: GenParams) -> Iterator[str]:
+        address = self._worker_address(model)
+        # No repetition_penalty (nor top_k): the worker applies the checkpoint's own, else 1.0 (off).
         body = {
             "model": model,
             "prompt": "",
@@ -109,7 +146,6 @@ class ControllerBackend:
             "temperature": params.temperature,
             "top_p": params.top_p,
             "max_new_tokens": params.max_new_tokens,
-            "repetition_penalty": 1.0,
             "echo": False,
         }
         splitter = NulSplitter()
@@ -185,6 +221,10 @@ class OpenAIBackend:
             return sorted(m.id for m in self.client.models.list().data)
         except self._openai.OpenAIError as exc:
             raise self._error(exc) from exc
+
+    def generation_defaults(self, model: str) -> GenParams:
+        """The documented defaults: the OpenAI API does not say what a model recommends."""
+        return GenParams()
 
     def stream(self, model: str, messages: list[dict[str, str]], params: GenParams) -> Iterator[str]:
         text = ""

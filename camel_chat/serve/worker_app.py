@@ -4,7 +4,8 @@
 
 Endpoints (all POST with JSON unless noted): /worker_generate_stream (NUL-delimited JSON chunks
 with the cumulative text), /worker_generate (the last chunk), /worker_get_embeddings,
-/worker_get_status, /count_token, /model_details, /worker_get_conv_template, the legacy
+/worker_get_status, /count_token, /model_details (plus, our extension, the sampling defaults the
+checkpoint's generation_config.json sets), /worker_get_conv_template, the legacy
 /worker_generate_completion(_stream), GET /health and GET /metrics (Prometheus).
 
 What the app owns: the concurrency limit (a slot per generate/embedding request, taken before the
@@ -44,6 +45,7 @@ from camel_chat.serve.engine import Engine, error_code_of
 from camel_chat.serve.errors import RateLimited, ServeError, add_error_handlers
 from camel_chat.serve.metrics import Metrics, MetricsMiddleware, make_metrics, metrics_response
 from camel_chat.serve.protocol import (
+    CheckpointSampling,
     CountTokenRequest,
     CountTokenResponse,
     EmbeddingsRequest,
@@ -288,7 +290,8 @@ def make_app(
 
     @app.post("/model_details")
     async def model_details() -> ModelDetailsResponse:
-        return ModelDetailsResponse(context_length=engine.context_length)
+        sampling = CheckpointSampling(**engine.sampling_defaults.configured_values())
+        return ModelDetailsResponse(context_length=engine.context_length, sampling=sampling)
 
     @app.post("/worker_get_conv_template")
     async def worker_get_conv_template() -> dict[str, Any]:

@@ -1,46 +1,41 @@
-"""The web UI in a real browser: controller, model_worker (a tiny vicuna_v1.1 checkpoint) and the
-gradio web server run as processes on free loopback ports; headless Debian Chromium, driven by
-Playwright with its executable path set (no browser downloads), opens the page, sends a message,
-watches the reply stream in, and saves a screenshot (checked non-blank) to docs/webui.png.
+"""The web UI in a real browser (headless Chromium, see tests/chromium_page.py).
 
-Every request the page makes to a non-loopback host is recorded and aborted; the test asserts
-there were none. Every process the test starts is stopped in a `finally`."""
+The first test runs controller, model_worker (a tiny vicuna_v1.1 checkpoint) and the gradio web
+server as processes on free loopback ports, opens the page, sends a message, watches the reply
+stream in, and saves a screenshot (checked non-blank) to docs/webui.png. The second serves the
+UI in-process on a fake two-model backend: the sliders follow the selected model's defaults and
+what the user sets is what the backend gets.
+
+Every request the page makes to a non-loopback host is aborted and fails the test. Every
+process the test starts is stopped when it ends."""
 
 from __future__ import annotations
 
 import itertools
-import json
-import os
 import shutil
-import subprocess
-import sys
-import time
+from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlparse
 
 import pytest
-from serving_stack import MODEL, free_port, healthy, registered, stop, wait_until, write_checkpoint
+from chromium_page import (
+    CURSOR,
+    chromium_page,
+    conversation_log,
+    open_parameters,
+    playwright_sync_api,
+    send,
+    slider_box,
+)
+from serving_stack import MODEL, serving_stack
+
+from camel_chat.serve.web_chat import GenParams
 
 pytestmark = pytest.mark.slow
+sync_api = playwright_sync_api()
 
-CHROMIUM = "/usr/bin/chromium"
 CONTEXT_LENGTH = 256
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOT = REPO / "docs" / "webui.png"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"{CHROMIUM} missing (apt-get install -y chromium)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright missing (pip install playwright)")
 
 
 def _non_blank(path: Path) -> int:
@@ -54,128 +49,81 @@ def _non_blank(path: Path) -> int:
         return len(colours) if colours is not None else 1 << 20
 
 
-# Records the last bot message's text at every DOM change, so streaming is observed even when
-# it is faster than any polling.
-WATCH_JS = """
-() => {
-  window.__snaps = [];
-  const read = () => {
-    const bots = document.querySelectorAll('#chatbot [data-testid="bot"], #chatbot .message.bot');
-    if (!bots.length) return;
-    const text = bots[bots.length - 1].innerText.trim();
-    const snaps = window.__snaps;
-    if (text && (!snaps.length || snaps[snaps.length - 1] !== text)) snaps.push(text);
-  };
-  new MutationObserver(read).observe(document.body, {subtree: true, childList: true, characterData: true});
-}
-"""
-
-
 def test_web_ui_streams_a_reply_in_chromium(tmp_path: Path) -> None:
-    checkpoint = write_checkpoint(tmp_path / "tiny-vicuna", CONTEXT_LENGTH)
-    c_port, w_port, g_port = free_port(), free_port(), free_port()
-    controller = f"http://127.0.0.1:{c_port}"
-    worker = f"http://127.0.0.1:{w_port}"
-    web = f"http://127.0.0.1:{g_port}"
+    expect = sync_api.expect
     log_dir = tmp_path / "logs"
-    env = {
-        **os.environ,
-        "PYTHONUNBUFFERED": "1",
-        "OMP_NUM_THREADS": "1",
-        "NO_PROXY": "*",
-        "GRADIO_ANALYTICS_ENABLED": "False",
-    }
-    py = [sys.executable, "-m"]
-    commands = {
-        "controller": [*py, "camel_chat.serve.controller", "--host", "127.0.0.1", "--port", str(c_port)],
-        "worker": [
-            *py, "camel_chat.serve.model_worker", "--host", "127.0.0.1", "--port", str(w_port),
-            "--worker-address", worker, "--controller-address", controller,
-            "--model-path", str(checkpoint), "--model-names", MODEL, "--device", "cpu",
-        ],
-        "web": [
-            *py, "camel_chat.serve.gradio_web_server", "--host", "127.0.0.1", "--port", str(g_port),
-            "--controller-url", controller, "--model-list-mode", "reload", "--log-dir", str(log_dir),
-        ],
-    }  # fmt: skip
-    procs: list[subprocess.Popen[bytes]] = []
-    logs = {name: tmp_path / f"{name}.log" for name in commands}
+    web_args = ["--log-dir", str(log_dir)]
+    with (
+        serving_stack(tmp_path, context_length=CONTEXT_LENGTH, web_args=web_args) as stack,
+        chromium_page(f"{stack.web}/?model={MODEL.lower()}") as page,
+    ):
+        expect(page.locator("#model_selector input")).to_have_value(MODEL, timeout=30_000)  # ?model=
+        # The tiny checkpoint's generation_config.json recommends no sampling: 0.7 / 1.0.
+        open_parameters(page)
+        expect(slider_box(page, "temperature")).to_have_value("0.7", timeout=10_000)
+        expect(slider_box(page, "top_p")).to_have_value("1")
+        open_parameters(page)  # closed again for the screenshot
 
-    def start(name: str) -> subprocess.Popen[bytes]:
-        with logs[name].open("wb") as log:
-            procs.append(subprocess.Popen(commands[name], stdout=log, stderr=subprocess.STDOUT, env=env))
-        return procs[-1]
+        snaps = send(page, "Tell me about camels.")
+        assert snaps, "no reply appeared"
+        final = snaps[-1]
+        assert CURSOR not in final and "error_code" not in final, final
+        growing = [s.replace(CURSOR, "").strip() for s in snaps if s.replace(CURSOR, "").strip()]
+        assert len(set(growing)) >= 2, f"reply did not stream: {snaps[:5]}"
+        assert any(len(a) < len(b) for a, b in itertools.pairwise(growing))
 
-    outside: list[str] = []
+        page.locator("#upvote_btn").click()
+        expect(page.locator("#notice")).to_contain_text("upvote", timeout=10_000)
+
+        shot = tmp_path / "webui.png"
+        page.screenshot(path=str(shot), full_page=True)
+
+    assert _non_blank(shot) > 16, "the screenshot is blank"
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(shot, SCREENSHOT)
+
+    records = conversation_log(log_dir)
+    kinds = [r["type"] for r in records]
+    assert "chat" in kinds and "upvote" in kinds, kinds
+    assert records[-1]["model"] == MODEL and records[-1]["ip"] == "127.0.0.1"
+    assert records[-1]["gen_params"]["temperature"] == 0.7
+
+
+class TwoModels:
+    """`smol` recommends 0.2 / 0.9, `plain` nothing; a reply is the parameters it was asked with."""
+
+    def list_models(self) -> list[str]:
+        return ["smol", "plain"]
+
+    def generation_defaults(self, model: str) -> GenParams:
+        return GenParams(temperature=0.2, top_p=0.9) if model == "smol" else GenParams()
+
+    def stream(self, model: str, messages: list[dict[str, str]], params: GenParams) -> Iterator[str]:
+        yield f"{model} temperature={params.temperature} top_p={params.top_p}"
+
+
+def test_sliders_follow_the_selected_model(tmp_path: Path) -> None:
+    from camel_chat.serve.gradio_web_server import WebSettings, build_demo, theme
+
+    expect = sync_api.expect
+    demo = build_demo(TwoModels(), WebSettings(log_dir=str(tmp_path)))
+    demo.queue().launch(
+        server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True, theme=theme()
+    )
     try:
-        ctl = start("controller")
-        wrk = start("worker")
-        gui = start("web")  # starts while the worker loads; the model list is read per page load
-        wait_until(lambda: healthy(f"{controller}/health"), ctl, logs["controller"], "controller")
-        wait_until(lambda: healthy(f"{worker}/health"), wrk, logs["worker"], "model_worker")
-        wait_until(lambda: registered(controller), wrk, logs["worker"], "worker registration")
-        wait_until(lambda: healthy(web), gui, logs["web"], "gradio_web_server")
-
-        with sync_api.sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 1100, "height": 900})
-
-                def guard(route: object) -> None:
-                    host = urlparse(route.request.url).hostname or ""  # type: ignore[attr-defined]
-                    if host in ("127.0.0.1", "localhost", "") or route.request.url.startswith("data:"):  # type: ignore[attr-defined]
-                        route.continue_()  # type: ignore[attr-defined]
-                    else:
-                        outside.append(route.request.url)  # type: ignore[attr-defined]
-                        route.abort()  # type: ignore[attr-defined]
-
-                page.route("**/*", guard)
-                page.goto(f"{web}/?model={MODEL.lower()}", wait_until="domcontentloaded", timeout=30_000)
-                sync_api.expect(page.locator("#chatbot")).to_be_visible(timeout=30_000)
-                selector = page.locator("#model_selector input")
-                sync_api.expect(selector).to_have_value(MODEL, timeout=30_000)  # ?model= preselects
-
-                page.evaluate(WATCH_JS)
-                box = page.locator("#input_box textarea")
-                box.fill("Tell me about camels.")
-                box.press("Enter")
-
-                sync_api.expect(page.locator("#chatbot").get_by_text("Tell me about camels.")).to_be_visible(
-                    timeout=15_000
-                )
-                # Done when the regenerate-able reply stops changing and has no cursor.
-                deadline = time.monotonic() + 60
-                snaps: list[str] = []
-                while time.monotonic() < deadline:
-                    snaps = page.evaluate("window.__snaps")
-                    if snaps and "▌" not in snaps[-1] and len(snaps) >= 2:
-                        break
-                    time.sleep(0.2)
-                assert snaps, "no reply appeared"
-                final = snaps[-1]
-                assert "▌" not in final and "error_code" not in final, final
-                growing = [s.replace("▌", "").strip() for s in snaps if s.replace("▌", "").strip()]
-                assert len(set(growing)) >= 2, f"reply did not stream: {snaps[:5]}"
-                assert any(len(a) < len(b) for a, b in itertools.pairwise(growing))
-
-                page.locator("#upvote_btn").click()
-                sync_api.expect(page.locator("#notice")).to_contain_text("upvote", timeout=10_000)
-
-                shot = tmp_path / "webui.png"
-                page.screenshot(path=str(shot), full_page=True)
-            finally:
-                browser.close()
-
-        assert _non_blank(shot) > 16, "the screenshot is blank"
-        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(shot, SCREENSHOT)
-
-        records = [
-            json.loads(line) for f in log_dir.glob("*-conv.json") for line in f.read_text().splitlines()
-        ]
-        kinds = [r["type"] for r in records]
-        assert "chat" in kinds and "upvote" in kinds, kinds
-        assert records[-1]["model"] == MODEL and records[-1]["ip"] == "127.0.0.1"
-        assert outside == [], f"the page tried to reach the internet: {outside}"
+        with chromium_page(demo.local_url) as page:
+            open_parameters(page)
+            temperature, top_p = slider_box(page, "temperature"), slider_box(page, "top_p")
+            expect(temperature).to_have_value("0.2", timeout=10_000)  # the first model, on page load
+            expect(top_p).to_have_value("0.9")
+            selector = page.locator("#model_selector input")
+            for model, shown in (("plain", ("0.7", "1")), ("smol", ("0.2", "0.9"))):
+                selector.click()
+                page.get_by_role("option", name=model).click()
+                expect(temperature).to_have_value(shown[0], timeout=10_000)
+                expect(top_p).to_have_value(shown[1])
+            temperature.fill("0")
+            temperature.press("Enter")
+            assert send(page, "hi")[-1] == "smol temperature=0.0 top_p=0.9"  # what the user set
     finally:
-        stop(procs)
+        demo.close()

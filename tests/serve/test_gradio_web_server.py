@@ -6,6 +6,7 @@ import itertools
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -33,9 +34,13 @@ class FakeBackend:
         self.words = words or ["Hello", " there", ",", " friend", "."]
         self.fail_after = fail_after
         self.calls: list[tuple[str, list[dict[str, str]], GenParams]] = []
+        self.defaults = {"alpha": GenParams(temperature=0.2, top_p=0.9)}
 
     def list_models(self) -> list[str]:
         return ["alpha", "Tiny-Vicuna"]
+
+    def generation_defaults(self, model: str) -> GenParams:
+        return self.defaults.get(model, GenParams())
 
     def stream(self, model: str, messages: list[dict[str, str]], params: GenParams) -> Iterator[str]:
         self.calls.append((model, messages, params))
@@ -152,22 +157,9 @@ def test_preselect_from_query_params() -> None:
     assert preselect([], {"model": "x"}) is None
 
 
-def test_controller_backend_reads_nul_frames(monkeypatch: pytest.MonkeyPatch) -> None:
-    body = b"".join(frame_chunk(GenerateChunk(text=t)) for t in ["He", "Hell", "Hello"])
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/get_worker_address":
-            return httpx.Response(200, json={"address": "http://worker"})
-        if request.url.path == "/worker_generate_stream":
-            sent = json.loads(request.content)
-            assert sent["messages"] == [{"role": "user", "content": "hi"}] and sent["echo"] is False
-            return httpx.Response(200, content=body)
-        if request.url.path == "/list_models":
-            return httpx.Response(200, json={"models": ["m"]})
-        return httpx.Response(404)
-
+def mock_httpx(monkeypatch: pytest.MonkeyPatch, handler: Any) -> None:
+    """httpx.post and httpx.stream (what ControllerBackend calls) answered by `handler`."""
     transport = httpx.MockTransport(handler)
-    real_post, real_stream = httpx.post, httpx.stream
 
     def post(url: str, **kw: object) -> httpx.Response:
         kw.pop("trust_env", None)
@@ -181,6 +173,26 @@ def test_controller_backend_reads_nul_frames(monkeypatch: pytest.MonkeyPatch) ->
 
     monkeypatch.setattr(httpx, "post", post)
     monkeypatch.setattr(httpx, "stream", stream)
+
+
+def test_controller_backend_reads_nul_frames(monkeypatch: pytest.MonkeyPatch) -> None:
+    body = b"".join(frame_chunk(GenerateChunk(text=t)) for t in ["He", "Hell", "Hello"])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/get_worker_address":
+            return httpx.Response(200, json={"address": "http://worker"})
+        if request.url.path == "/worker_generate_stream":
+            sent = json.loads(request.content)
+            assert sent["messages"] == [{"role": "user", "content": "hi"}] and sent["echo"] is False
+            # Left out, so that the worker applies the checkpoint's repetition penalty.
+            assert "repetition_penalty" not in sent and sent["temperature"] == 0.7
+            return httpx.Response(200, content=body)
+        if request.url.path == "/list_models":
+            return httpx.Response(200, json={"models": ["m"]})
+        return httpx.Response(404)
+
+    real_post, real_stream = httpx.post, httpx.stream
+    mock_httpx(monkeypatch, handler)
     backend = ControllerBackend("http://controller")
     assert backend.list_models() == ["m"]
     assert list(backend.stream("m", [{"role": "user", "content": "hi"}], GenParams())) == [
@@ -196,10 +208,55 @@ def test_controller_backend_reads_nul_frames(monkeypatch: pytest.MonkeyPatch) ->
     assert (real_post, real_stream) != (httpx.post, httpx.stream)
 
 
+def test_controller_backend_generation_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker's /model_details `sampling` over the documented 0.7 / 1.0: per model, null
+    fields, a FastChat worker (no `sampling`), a failing worker and no worker at all (an unreachable
+    controller: test_controller_backend_unreachable_is_a_word_error)."""
+    details: dict[str, Any] = {
+        "smol": {"context_length": 8192, "sampling": {"temperature": 0.2, "top_p": 0.9, "top_k": None}},
+        "top-p-only": {"context_length": 512, "sampling": {"temperature": None, "top_p": 0.8}},
+        "fastchat": {"context_length": 2048},
+    }
+    asked: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        model = json.loads(request.content)["model"]
+        if request.url.path == "/get_worker_address":
+            return httpx.Response(200, json={"address": "" if model == "nobody" else f"http://w-{model}"})
+        if request.url.path == "/model_details":
+            asked.append(request.url.host)
+            return httpx.Response(200, json=details[model]) if model in details else httpx.Response(500)
+        return httpx.Response(404)
+
+    mock_httpx(monkeypatch, handler)
+    backend = ControllerBackend("http://controller")
+    assert backend.generation_defaults("smol") == GenParams(temperature=0.2, top_p=0.9)
+    assert backend.generation_defaults("top-p-only") == GenParams(temperature=0.7, top_p=0.8)
+    for model in ("fastchat", "broken", "nobody"):
+        assert backend.generation_defaults(model) == GenParams()
+    assert asked == ["w-smol", "w-top-p-only", "w-fastchat", "w-broken"]  # each at its own worker
+
+
+def test_sliders_follow_the_model() -> None:
+    from camel_chat.serve.gradio_web_server import TEMPERATURE_MAX, _sliders
+
+    backend = FakeBackend()
+    backend.defaults["hot"] = GenParams(temperature=1.5)
+    temperature, top_p = _sliders(backend, "alpha")
+    assert (temperature.value, top_p.value, temperature.maximum) == (0.2, 0.9, TEMPERATURE_MAX)
+    temperature, top_p = _sliders(backend, "Tiny-Vicuna")
+    assert (temperature.value, top_p.value) == (0.7, 1.0)  # the documented defaults
+    temperature, _ = _sliders(backend, "hot")
+    assert temperature.value == 1.5 and temperature.maximum == 1.5  # widened, not clamped
+    temperature, top_p = _sliders(backend, None)
+    assert (temperature.value, top_p.value) == (0.7, 1.0)
+
+
 def test_controller_backend_unreachable_is_a_word_error() -> None:
     with pytest.raises(BackendError) as caught:
         ControllerBackend("http://127.0.0.1:9").list_models()
     assert "Cannot reach the controller" in caught.value.user_text()
+    assert ControllerBackend("http://127.0.0.1:9").generation_defaults("m") == GenParams()
 
 
 def test_build_demo_builds(tmp_path: Path) -> None:

@@ -110,11 +110,27 @@ async def test_small_endpoints(engine: TransformersEngine) -> None:
         status = (await client.post("/worker_get_status")).json()
         health = await client.get("/health")
     assert count == {"count": engine.count_tokens("hello world"), "error_code": 0}
-    assert details == {"context_length": 512}
+    # The tiny checkpoint's generation config sets no sampling values.
+    no_sampling = {"temperature": None, "top_p": None, "top_k": None, "repetition_penalty": None}
+    assert details == {"context_length": 512, "sampling": no_sampling}
     assert conv["conv"]["name"] == "vicuna_v1.1" and conv["conv"]["roles"] == ["USER", "ASSISTANT"]
     assert conv["conv"]["stop_token_ids"] == [2]
     assert status == {"model_names": ["tiny", "tiny-alias"], "speed": 1, "queue_length": 0}
     assert health.status_code == 200 and health.json()["status"] == "ok"
+
+
+async def test_model_details_report_the_checkpoint_sampling_defaults(
+    engine: TransformersEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a generation_config.json sets (SmolLM2's: temperature 0.2, top_p 0.9) is reported,
+    what it leaves to FastChat's defaults is null."""
+    from camel_chat.serve.sampling import SamplingDefaults
+
+    smol = SamplingDefaults.from_generation_config({"temperature": 0.2, "top_p": 0.9, "top_k": 0})
+    monkeypatch.setattr(engine, "sampling_defaults", smol)
+    async with client_for(make_app(engine, NO_REGISTER)) as client:
+        details = (await client.post("/model_details", json={"model": "tiny"})).json()
+    assert details["sampling"] == {"temperature": 0.2, "top_p": 0.9, "top_k": -1, "repetition_penalty": None}
 
 
 async def test_embeddings_float_and_base64(engine: TransformersEngine) -> None:

@@ -26,6 +26,11 @@ def test_defaults_from_generation_config() -> None:
     cli = SamplingDefaults.from_generation_config(GenerationConfig(), SamplingDefaults(temperature=0.7))
     assert cli.temperature == 0.7
     assert SamplingDefaults.from_generation_config(smol, SamplingDefaults(temperature=0.7)).temperature == 0.2
+    # Which values the checkpoint set, so the web UI keeps its own defaults for the rest.
+    smol_defaults = SamplingDefaults.from_generation_config(smol)
+    assert smol_defaults.configured_values() == {"temperature": 0.2, "top_p": 0.9}
+    assert cli.configured_values() == {} and SamplingDefaults().configured_values() == {}
+    assert from_json.configured == ("top_k", "repetition_penalty")
 
 
 def test_request_values_win_over_defaults() -> None:
