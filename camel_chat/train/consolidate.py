@@ -30,9 +30,7 @@ Exit status: 0 written, 2 bad input (message on stderr).
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -287,7 +285,6 @@ def consolidate(
     trust_remote_code: bool = False,
 ) -> Path:
     """Turn the sharded checkpoint folder into a standard checkpoint in `output`; return it."""
-    from camel_chat.model.checkpoint import swap_into_place
     from camel_chat.model.loader import parse_dtype
     from camel_chat.templates import get_template
 
@@ -313,10 +310,7 @@ def consolidate(
     tokenizer = _find_tokenizer(sources, trust_remote_code)
 
     state_dict = load_state_dict(source, None if torch_dtype == "auto" else torch_dtype)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.parent / f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    staging.mkdir()
-    try:
+    with ckpt.staged(target) as staging:
         model = write_weights(
             state_dict,
             config,
@@ -326,10 +320,6 @@ def consolidate(
         )
         extra = _extra(sources, source, kind, base)
         ckpt.write_template_files(staging, tokenizer, template, model=model, extra=extra)
-        swap_into_place(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return target
 
 

@@ -1,5 +1,7 @@
-"""SmolLM2-135M-Instruct end to end: the import is exact, the served model answers a factual
-question, a short LoRA fine-tune teaches it fictional facts, and the merge equals the adapter.
+"""SmolLM2-135M-Instruct end to end: the import is exact, the served model (through the `openai`
+client) and the terminal chat (in tmux) answer a factual question, a short LoRA fine-tune lowers
+the held-out loss on fictional facts, and its merge computes the adapter's logits (what the tuned
+models *say* is in test_teaching.py).
 
 Each test takes well under a minute on 2 CPU cores once the model is cached (see conftest.py).
 """
@@ -13,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from terminal import CLI_ENV, Tmux, cli_command, needs_tmux
 
 pytestmark = pytest.mark.slow
 
@@ -89,27 +92,6 @@ def test_served_model_answers_with_the_openai_client(smollm2_dir: Path, tmp_path
     assert reply.choices[0].finish_reason == "stop"  # it ended its turn (<|im_end|>), not the limit
 
 
-def _train(base: Path, out: Path, steps: int) -> None:
-    cmd = [sys.executable, "-m", "camel_chat.train.train_qlora", "--model_name_or_path", str(base),
-           "--data_path", str(FACTS / "train.json"), "--output_dir", str(out), "--template", "smollm2",
-           "--bits", "16", "--lora_r", "16", "--lora_alpha", "32", "--lora_dropout", "0",
-           "--model_max_length", "128", "--per_device_train_batch_size", "8", "--max_steps", str(steps),
-           "--learning_rate", "3e-3", "--logging_steps", "4", "--save_strategy", "no", "--eval_ratio", "0",
-           "--gradient_checkpointing", "False", "--use_cpu", "True", "--report_to", "none",
-           "--seed", "0"]  # fmt: skip
-    proc = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=900
-    )  # generous: a shared CPU can be 10x slower
-    assert proc.returncode == 0, proc.stderr[-3000:]
-
-
-@pytest.fixture(scope="module")
-def facts_adapter(smollm2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("facts") / "lora"
-    _train(smollm2_dir, out, steps=8)
-    return out
-
-
 def test_lora_finetune_lowers_heldout_loss(smollm2_dir: Path, facts_adapter: Path) -> None:
     """8 LoRA steps (batch 8, 3 epochs) on 24 paraphrased questions about 4 fictional facts; the
     held-out file asks 8 *other* paraphrases with the same answers. Measured here: 2.76 → 0.03."""
@@ -153,3 +135,26 @@ def test_merged_adapter_has_the_adapters_logits(
         base = _logits(peft_model, ids)
     assert (adapted - base).abs().max().item() > 1.0  # ...and the adapter did change the model
     assert json.loads((merged_dir / "camel_chat.json").read_text())["template"] == "smollm2"
+
+
+@needs_tmux
+def test_terminal_chat_in_tmux_answers_greedily(smollm2_dir: Path, tmp_path: Path) -> None:
+    """The real CLI in tmux, as a person runs it: greedy (--temperature 0), a factual question, a
+    follow-up that needs the first turn, then `!!save` keeps both turns and Ctrl-D exits."""
+    term = Tmux(cli_command(smollm2_dir, "--temperature", "0", "--max-new-tokens", "40"), tmp_path, CLI_ENV)
+    try:
+        term.wait_prompt(1, timeout=120)  # loading 135M parameters on a busy CPU
+        term.type("What is the capital of France?")
+        screen = term.wait_prompt(2, timeout=120)
+        reply = screen.split("ASSISTANT:", 1)[1].split("USER:", 1)[0]
+        assert "Paris" in reply, screen
+        term.type("!!save chat.json")
+        term.wait_prompt(3)
+        saved = json.loads((tmp_path / "chat.json").read_text())
+        assert saved["template"] == "smollm2"
+        assert [m["role"] for m in saved["messages"]] == ["user", "assistant"]
+        assert "Paris" in saved["messages"][1]["content"]
+        term.send("C-d")
+        term.wait(lambda s: "EXIT:0" in s, "a clean exit on Ctrl-D")
+    finally:
+        term.close()
