@@ -48,7 +48,8 @@ from camel_chat.serve.errors import (
 )
 from camel_chat.serve.metrics import MetricsMiddleware, make_metrics, metrics_response
 from camel_chat.serve.openai_backend import Admission, Backend
-from camel_chat.serve.openai_routes import router
+from camel_chat.serve.openai_routes import bodies, router
+from camel_chat.serve.protocol import ErrorResponse
 
 logger = logging.getLogger(__name__)
 PUBLIC_PATHS = ("/health", "/metrics")
@@ -213,6 +214,7 @@ def make_app(settings: Settings | None = None, http_client: httpx.AsyncClient | 
 
     app.add_exception_handler(ValidationError, invalid_body)
     app.include_router(router)
+    bodies.install(app, error=ErrorResponse)  # /openapi.json: the bodies the handlers parse by hand
 
     @app.get("/health")
     async def health() -> dict[str, Any]:

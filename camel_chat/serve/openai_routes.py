@@ -11,7 +11,8 @@ gone), their worker connections are closed and their admission slots released ex
 Non-streaming requests are cancelled too when the client disconnects (`until_disconnect`).
 
 `router` is mounted by `openai_api_server.make_app`; the app state it needs is `backend`,
-`admission`, `settings` and `metrics`.
+`admission`, `settings` and `metrics`. `bodies` holds the model each POST parses, which
+`make_app` puts into the OpenAPI document (openapi_doc.py).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from camel_chat.serve.openai_stream import (
     completion_events,
     completion_response,
 )
+from camel_chat.serve.openapi_doc import BodyModels
 from camel_chat.serve.protocol import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -52,6 +54,7 @@ from camel_chat.serve.protocol import (
 )
 
 router = APIRouter()
+bodies = BodyModels()  # the models the handlers below parse their bodies with, for the OpenAPI document
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -178,7 +181,7 @@ def _rid(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex}"
 
 
-@router.post("/v1/chat/completions")
+@router.post("/v1/chat/completions", openapi_extra=bodies.body(ChatCompletionRequest))
 async def chat_completions(request: Request) -> Response:
     req = ChatCompletionRequest.model_validate(await read_json(request))
     _backend, _admission, settings = _state(request)
@@ -227,7 +230,7 @@ def _completion_prompts(value: Any) -> list[dict[str, Any]]:
     return [{"prompt": p} for p in _text_inputs(value, "prompt")]
 
 
-@router.post("/v1/completions")
+@router.post("/v1/completions", openapi_extra=bodies.body(CompletionRequest))
 async def completions(request: Request) -> Response:
     req = CompletionRequest.model_validate(await read_json(request))
     _backend, _admission, settings = _state(request)
@@ -290,12 +293,17 @@ async def _embeddings(request: Request, path_model: str | None) -> Response:
     )
 
 
-@router.post("/v1/embeddings")
+@router.post(
+    "/v1/embeddings", openapi_extra=bodies.body(EmbeddingRequest, "`model` is required on this path")
+)
 async def embeddings(request: Request) -> Response:
     return await _embeddings(request, None)
 
 
-@router.post("/v1/engines/{model_name}/embeddings")
+@router.post(
+    "/v1/engines/{model_name}/embeddings",
+    openapi_extra=bodies.body(EmbeddingRequest, "`model` may be left out: the path names it"),
+)
 async def engine_embeddings(request: Request, model_name: str) -> Response:
     return await _embeddings(request, model_name)
 
@@ -339,4 +347,4 @@ async def get_model(request: Request, model_id: str) -> Response:
     return JSONResponse(card)
 
 
-__all__ = ["ServeError", "router"]
+__all__ = ["ServeError", "bodies", "router"]

@@ -12,7 +12,7 @@ import struct
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -746,3 +746,48 @@ async def test_a_full_worker_is_routed_around_and_429_only_when_all_are_full(clu
     assert r.status_code == 429 and r.headers["retry-after"] == "1"
     assert r.json()["error"]["type"] == "rate_limit_error"
     assert app.state.admission.in_flight == 0
+
+
+async def test_openapi_documents_the_hand_parsed_bodies(cluster: FakeCluster) -> None:
+    app, client = api(cluster)
+    doc = (await client.get("/openapi.json")).json()
+    assert doc["openapi"].startswith("3.1")
+    schemas = doc["components"]["schemas"]
+    for path, name in [
+        ("/v1/chat/completions", "ChatCompletionRequest"),
+        ("/v1/completions", "CompletionRequest"),
+        ("/v1/embeddings", "EmbeddingRequest"),
+        ("/v1/engines/{model_name}/embeddings", "EmbeddingRequest"),
+    ]:
+        operation = doc["paths"][path]["post"]
+        body = operation["requestBody"]["content"]["application/json"]["schema"]
+        assert body == {"$ref": f"#/components/schemas/{name}"}
+        assert "422" not in operation["responses"]  # validation errors are 400, in OpenAI's envelope
+        assert operation["responses"]["default"]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/ErrorResponse"
+        }
+    # nested models are hoisted next to them, and every $ref resolves
+    assert {"ChatMessage", "StreamOptions", "ErrorDetail"} <= set(schemas)
+    refs = {ref.rsplit("/", 1)[1] for ref in _refs(doc)}
+    assert refs <= set(schemas), refs - set(schemas)
+    assert schemas["CompletionRequest"]["properties"]["max_tokens"]["anyOf"][0]["minimum"] == 0
+    assert app.openapi() is app.openapi()  # built once
+    docs = await client.get("/docs")
+    assert docs.status_code == 200 and "/openapi.json" in docs.text
+    # the parsing did not change: unknown fields and nulls are still ignored, errors still 400
+    lenient = {**CHAT, "stream": None, "unknown": {"x": 1}, "messages": [{"role": "user", "content": "Hi"}]}
+    assert (await client.post("/v1/chat/completions", json=lenient)).status_code == 200
+    bad = await client.post("/v1/chat/completions", json={**CHAT, "n": 0})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "n"
+
+
+def _refs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref":
+                yield value
+            else:
+                yield from _refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _refs(value)
