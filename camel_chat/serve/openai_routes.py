@@ -20,6 +20,7 @@ from __future__ import annotations
 import array
 import asyncio
 import base64
+import contextlib
 import json
 import sys
 import time
@@ -31,9 +32,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from camel_chat.json_scan import json_path_of_surrogate
-from camel_chat.serve.disconnect import CLIENT_CLOSED, ClientGone, ClosingStreamingResponse, until_disconnect
+from camel_chat.serve.disconnect import (
+    CLIENT_CLOSED,
+    ClientGone,
+    ClosingStreamingResponse,
+    finish,
+    until_disconnect,
+)
 from camel_chat.serve.errors import BadRequest, NotFound, ServeError
-from camel_chat.serve.openai_backend import Admission, Backend
+from camel_chat.serve.openai_backend import Admission, Backend, WorkerStream
 from camel_chat.serve.openai_stream import (
     Choice,
     StreamShape,
@@ -101,21 +108,37 @@ def _worker_payload(fields: dict[str, Any], seed: int | None, index: int) -> dic
 async def _open_choices(
     backend: Backend, requested: str, payloads: list[tuple[int, dict[str, Any]]]
 ) -> tuple[str, list[Choice]]:
-    """Start every choice's worker stream concurrently; on any failure close the others."""
-    results = await asyncio.gather(
-        *(backend.open_stream(requested, payload) for _, payload in payloads), return_exceptions=True
-    )
+    """Start every choice's worker stream concurrently. The first failure cancels the opens still
+    under way and closes the streams already open, then raises: a worker that refuses choice 81
+    with 429 at once must not make the client wait (and the worker generate) until choices 1-80
+    have all started. Cancelled the same way if this request is."""
+    tasks = [asyncio.ensure_future(backend.open_stream(requested, payload)) for _, payload in payloads]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    except BaseException:
+        await finish(_abandon(tasks))
+        raise
+    # Every task is done now, or one of them failed (only _abandon below cancels any).
+    failed = next((t for t in tasks if t.done() and not t.cancelled() and t.exception() is not None), None)
+    if failed is not None:
+        await finish(_abandon(tasks))
+        raise failed.exception()  # type: ignore[misc]
+    results = [t.result() for t in tasks]
     choices = [
-        Choice(index=i, stream=r[1], prompt_index=prompt_index)
-        for i, ((prompt_index, _), r) in enumerate(zip(payloads, results, strict=True))
-        if not isinstance(r, BaseException)
+        Choice(index=i, stream=stream, prompt_index=prompt_index)
+        for i, ((prompt_index, _), (_model, stream)) in enumerate(zip(payloads, results, strict=True))
     ]
-    errors = [r for r in results if isinstance(r, BaseException)]
-    if errors:
-        await close_all(choices)
-        raise errors[0]
-    model = next(r[0] for r in results if not isinstance(r, BaseException))
-    return model, choices
+    return results[0][0], choices
+
+
+async def _abandon(tasks: list[asyncio.Future[tuple[str, WorkerStream]]]) -> None:
+    """Cancel the opens still running and close every stream that did open."""
+    for task in tasks:
+        task.cancel()  # a no-op for those already done
+    for result in await asyncio.gather(*tasks, return_exceptions=True):
+        if isinstance(result, tuple):
+            with contextlib.suppress(Exception):  # a broken connection is as closed as it gets
+                await result[1].aclose()
 
 
 async def _max_new_tokens(backend: Backend, requested: str, asked: int | None) -> int:

@@ -72,6 +72,10 @@ class FakeCluster:
         self.hang = False
         self.logprobs = False
         self.full: set[str] = set()  # workers answering 429 (the controller routes around them)
+        # Streams that may wait for a slot (which never frees); the worker refuses more with 429.
+        self.capacity: int | None = None
+        self.waiting_opens = 0
+        self.abandoned_opens = 0  # waits the API server cancelled
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
@@ -115,9 +119,18 @@ class FakeCluster:
         if path != "/worker_generate_stream":
             return httpx.Response(404, json={"detail": "Not Found"})
         self.generate.append(body)
-        if base in self.full:
+        if base in self.full or (self.capacity is not None and self.waiting_opens >= self.capacity):
             err = {"error": {"message": "the worker is at capacity", "type": "rate_limit_error"}}
             return httpx.Response(429, json=err, headers={"Retry-After": "1"})
+        if self.capacity is not None:
+            self.waiting_opens += 1
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                self.abandoned_opens += 1
+                raise
+            finally:
+                self.waiting_opens -= 1
         if self.http_status is not None:
             headers = {"Retry-After": "3"} if self.http_status == 429 else {}
             err = {"error": {"message": "worker busy", "type": "x", "param": None, "code": None}}
@@ -745,6 +758,20 @@ async def test_a_full_worker_is_routed_around_and_429_only_when_all_are_full(clu
     r = await client.post("/v1/chat/completions", json=CHAT)
     assert r.status_code == 429 and r.headers["retry-after"] == "1"
     assert r.json()["error"]["type"] == "rate_limit_error"
+    assert app.state.admission.in_flight == 0
+
+
+async def test_one_choice_refused_answers_429_at_once_and_cancels_the_waiting_ones(
+    cluster: FakeCluster,
+) -> None:
+    # Two choices wait for a worker slot that never frees; the third is refused. Found by
+    # schemathesis (tests/fuzz/test_fuzz_openapi.py): with n=128 the client got the 429 only
+    # after the worker had generated the other 80 choices.
+    cluster.capacity = 2
+    app, client = api(cluster)
+    r = await asyncio.wait_for(client.post("/v1/chat/completions", json={**CHAT, "n": 3}), 5)
+    assert r.status_code == 429 and r.json()["error"]["type"] == "rate_limit_error"
+    assert cluster.abandoned_opens == 2 and cluster.waiting_opens == 0
     assert app.state.admission.in_flight == 0
 
 
