@@ -7,7 +7,7 @@ Then any OpenAI client works with `base_url="http://localhost:8000/v1"`:
 
     GET  /v1/models   /v1/models/{id}
     POST /v1/chat/completions   /v1/completions   /v1/embeddings   /v1/engines/{model}/embeddings
-    GET  /health   /metrics (Prometheus)
+    GET  /health   /metrics (Prometheus)   /openapi.json (the request bodies too)   /docs
 
 Every path also answers with a trailing slash (kagentsys POSTs `/v1/completions/`; no 307 that a
 client could follow without its body). Errors are OpenAI's envelope
