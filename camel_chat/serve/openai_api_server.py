@@ -7,7 +7,7 @@ Then any OpenAI client works with `base_url="http://localhost:8000/v1"`:
 
     GET  /v1/models   /v1/models/{id}
     POST /v1/chat/completions   /v1/completions   /v1/embeddings   /v1/engines/{model}/embeddings
-    GET  /health   /metrics (Prometheus)
+    GET  /health   /metrics (Prometheus)   /openapi.json (the request bodies too)   /docs
 
 Every path also answers with a trailing slash (kagentsys POSTs `/v1/completions/`; no 307 that a
 client could follow without its body). Errors are OpenAI's envelope
@@ -48,7 +48,8 @@ from camel_chat.serve.errors import (
 )
 from camel_chat.serve.metrics import MetricsMiddleware, make_metrics, metrics_response
 from camel_chat.serve.openai_backend import Admission, Backend
-from camel_chat.serve.openai_routes import router
+from camel_chat.serve.openai_routes import bodies, router
+from camel_chat.serve.protocol import ErrorResponse
 
 logger = logging.getLogger(__name__)
 PUBLIC_PATHS = ("/health", "/metrics")
@@ -213,6 +214,7 @@ def make_app(settings: Settings | None = None, http_client: httpx.AsyncClient | 
 
     app.add_exception_handler(ValidationError, invalid_body)
     app.include_router(router)
+    bodies.install(app, error=ErrorResponse)  # /openapi.json: the bodies the handlers parse by hand
 
     @app.get("/health")
     async def health() -> dict[str, Any]:

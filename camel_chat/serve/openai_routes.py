@@ -11,7 +11,8 @@ gone), their worker connections are closed and their admission slots released ex
 Non-streaming requests are cancelled too when the client disconnects (`until_disconnect`).
 
 `router` is mounted by `openai_api_server.make_app`; the app state it needs is `backend`,
-`admission`, `settings` and `metrics`.
+`admission`, `settings` and `metrics`. `bodies` holds the model each POST parses, which
+`make_app` puts into the OpenAPI document (openapi_doc.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import array
 import asyncio
 import base64
+import contextlib
 import json
 import sys
 import time
@@ -30,9 +32,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from camel_chat.json_scan import json_path_of_surrogate
-from camel_chat.serve.disconnect import CLIENT_CLOSED, ClientGone, ClosingStreamingResponse, until_disconnect
+from camel_chat.serve.disconnect import (
+    CLIENT_CLOSED,
+    ClientGone,
+    ClosingStreamingResponse,
+    finish,
+    until_disconnect,
+)
 from camel_chat.serve.errors import BadRequest, NotFound, ServeError
-from camel_chat.serve.openai_backend import Admission, Backend
+from camel_chat.serve.openai_backend import Admission, Backend, WorkerStream
 from camel_chat.serve.openai_stream import (
     Choice,
     StreamShape,
@@ -43,6 +51,7 @@ from camel_chat.serve.openai_stream import (
     completion_events,
     completion_response,
 )
+from camel_chat.serve.openapi_doc import BodyModels
 from camel_chat.serve.protocol import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -52,6 +61,7 @@ from camel_chat.serve.protocol import (
 )
 
 router = APIRouter()
+bodies = BodyModels()  # the models the handlers below parse their bodies with, for the OpenAPI document
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -98,21 +108,37 @@ def _worker_payload(fields: dict[str, Any], seed: int | None, index: int) -> dic
 async def _open_choices(
     backend: Backend, requested: str, payloads: list[tuple[int, dict[str, Any]]]
 ) -> tuple[str, list[Choice]]:
-    """Start every choice's worker stream concurrently; on any failure close the others."""
-    results = await asyncio.gather(
-        *(backend.open_stream(requested, payload) for _, payload in payloads), return_exceptions=True
-    )
+    """Start every choice's worker stream concurrently. The first failure cancels the opens still
+    under way and closes the streams already open, then raises: a worker that refuses choice 81
+    with 429 at once must not make the client wait (and the worker generate) until choices 1-80
+    have all started. Cancelled the same way if this request is."""
+    tasks = [asyncio.ensure_future(backend.open_stream(requested, payload)) for _, payload in payloads]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    except BaseException:
+        await finish(_abandon(tasks))
+        raise
+    # Every task is done now, or one of them failed (only _abandon below cancels any).
+    failed = next((t for t in tasks if t.done() and not t.cancelled() and t.exception() is not None), None)
+    if failed is not None:
+        await finish(_abandon(tasks))
+        raise failed.exception()  # type: ignore[misc]
+    results = [t.result() for t in tasks]
     choices = [
-        Choice(index=i, stream=r[1], prompt_index=prompt_index)
-        for i, ((prompt_index, _), r) in enumerate(zip(payloads, results, strict=True))
-        if not isinstance(r, BaseException)
+        Choice(index=i, stream=stream, prompt_index=prompt_index)
+        for i, ((prompt_index, _), (_model, stream)) in enumerate(zip(payloads, results, strict=True))
     ]
-    errors = [r for r in results if isinstance(r, BaseException)]
-    if errors:
-        await close_all(choices)
-        raise errors[0]
-    model = next(r[0] for r in results if not isinstance(r, BaseException))
-    return model, choices
+    return results[0][0], choices
+
+
+async def _abandon(tasks: list[asyncio.Future[tuple[str, WorkerStream]]]) -> None:
+    """Cancel the opens still running and close every stream that did open."""
+    for task in tasks:
+        task.cancel()  # a no-op for those already done
+    for result in await asyncio.gather(*tasks, return_exceptions=True):
+        if isinstance(result, tuple):
+            with contextlib.suppress(Exception):  # a broken connection is as closed as it gets
+                await result[1].aclose()
 
 
 async def _max_new_tokens(backend: Backend, requested: str, asked: int | None) -> int:
@@ -178,7 +204,7 @@ def _rid(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex}"
 
 
-@router.post("/v1/chat/completions")
+@router.post("/v1/chat/completions", openapi_extra=bodies.body(ChatCompletionRequest))
 async def chat_completions(request: Request) -> Response:
     req = ChatCompletionRequest.model_validate(await read_json(request))
     _backend, _admission, settings = _state(request)
@@ -227,7 +253,7 @@ def _completion_prompts(value: Any) -> list[dict[str, Any]]:
     return [{"prompt": p} for p in _text_inputs(value, "prompt")]
 
 
-@router.post("/v1/completions")
+@router.post("/v1/completions", openapi_extra=bodies.body(CompletionRequest))
 async def completions(request: Request) -> Response:
     req = CompletionRequest.model_validate(await read_json(request))
     _backend, _admission, settings = _state(request)
@@ -290,12 +316,17 @@ async def _embeddings(request: Request, path_model: str | None) -> Response:
     )
 
 
-@router.post("/v1/embeddings")
+@router.post(
+    "/v1/embeddings", openapi_extra=bodies.body(EmbeddingRequest, "`model` is required on this path")
+)
 async def embeddings(request: Request) -> Response:
     return await _embeddings(request, None)
 
 
-@router.post("/v1/engines/{model_name}/embeddings")
+@router.post(
+    "/v1/engines/{model_name}/embeddings",
+    openapi_extra=bodies.body(EmbeddingRequest, "`model` may be left out: the path names it"),
+)
 async def engine_embeddings(request: Request, model_name: str) -> Response:
     return await _embeddings(request, model_name)
 
@@ -339,4 +370,4 @@ async def get_model(request: Request, model_id: str) -> Response:
     return JSONResponse(card)
 
 
-__all__ = ["ServeError", "router"]
+__all__ = ["ServeError", "bodies", "router"]

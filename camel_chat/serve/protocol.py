@@ -240,7 +240,9 @@ class StreamOptions(LenientRequest):
 class ChatMessage(LenientRequest):
     """An OpenAI chat message; `content` may be a string, a list of parts, or null."""
 
-    role: str
+    # Any string parses here; the worker answers 400 for a role its template cannot render. The
+    # OpenAPI document lists the ones it can (`developer` is read as `system`).
+    role: str = Field(json_schema_extra={"enum": ["system", "developer", "user", "assistant"]})
     content: str | list[dict[str, Any]] | None = None
     name: str | None = None
 

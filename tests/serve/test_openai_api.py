@@ -12,7 +12,7 @@ import struct
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -72,6 +72,10 @@ class FakeCluster:
         self.hang = False
         self.logprobs = False
         self.full: set[str] = set()  # workers answering 429 (the controller routes around them)
+        # Streams that may wait for a slot (which never frees); the worker refuses more with 429.
+        self.capacity: int | None = None
+        self.waiting_opens = 0
+        self.abandoned_opens = 0  # waits the API server cancelled
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
@@ -115,9 +119,18 @@ class FakeCluster:
         if path != "/worker_generate_stream":
             return httpx.Response(404, json={"detail": "Not Found"})
         self.generate.append(body)
-        if base in self.full:
+        if base in self.full or (self.capacity is not None and self.waiting_opens >= self.capacity):
             err = {"error": {"message": "the worker is at capacity", "type": "rate_limit_error"}}
             return httpx.Response(429, json=err, headers={"Retry-After": "1"})
+        if self.capacity is not None:
+            self.waiting_opens += 1
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                self.abandoned_opens += 1
+                raise
+            finally:
+                self.waiting_opens -= 1
         if self.http_status is not None:
             headers = {"Retry-After": "3"} if self.http_status == 429 else {}
             err = {"error": {"message": "worker busy", "type": "x", "param": None, "code": None}}
@@ -746,3 +759,62 @@ async def test_a_full_worker_is_routed_around_and_429_only_when_all_are_full(clu
     assert r.status_code == 429 and r.headers["retry-after"] == "1"
     assert r.json()["error"]["type"] == "rate_limit_error"
     assert app.state.admission.in_flight == 0
+
+
+async def test_one_choice_refused_answers_429_at_once_and_cancels_the_waiting_ones(
+    cluster: FakeCluster,
+) -> None:
+    # Two choices wait for a worker slot that never frees; the third is refused. Found by
+    # schemathesis (tests/fuzz/test_fuzz_openapi.py): with n=128 the client got the 429 only
+    # after the worker had generated the other 80 choices.
+    cluster.capacity = 2
+    app, client = api(cluster)
+    r = await asyncio.wait_for(client.post("/v1/chat/completions", json={**CHAT, "n": 3}), 5)
+    assert r.status_code == 429 and r.json()["error"]["type"] == "rate_limit_error"
+    assert cluster.abandoned_opens == 2 and cluster.waiting_opens == 0
+    assert app.state.admission.in_flight == 0
+
+
+async def test_openapi_documents_the_hand_parsed_bodies(cluster: FakeCluster) -> None:
+    app, client = api(cluster)
+    doc = (await client.get("/openapi.json")).json()
+    assert doc["openapi"].startswith("3.1")
+    schemas = doc["components"]["schemas"]
+    for path, name in [
+        ("/v1/chat/completions", "ChatCompletionRequest"),
+        ("/v1/completions", "CompletionRequest"),
+        ("/v1/embeddings", "EmbeddingRequest"),
+        ("/v1/engines/{model_name}/embeddings", "EmbeddingRequest"),
+    ]:
+        operation = doc["paths"][path]["post"]
+        body = operation["requestBody"]["content"]["application/json"]["schema"]
+        assert body == {"$ref": f"#/components/schemas/{name}"}
+        assert "422" not in operation["responses"]  # validation errors are 400, in OpenAI's envelope
+        assert operation["responses"]["default"]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/ErrorResponse"
+        }
+    # nested models are hoisted next to them, and every $ref resolves
+    assert {"ChatMessage", "StreamOptions", "ErrorDetail"} <= set(schemas)
+    refs = {ref.rsplit("/", 1)[1] for ref in _refs(doc)}
+    assert refs <= set(schemas), refs - set(schemas)
+    assert schemas["CompletionRequest"]["properties"]["max_tokens"]["anyOf"][0]["minimum"] == 0
+    assert app.openapi() is app.openapi()  # built once
+    docs = await client.get("/docs")
+    assert docs.status_code == 200 and "/openapi.json" in docs.text
+    # the parsing did not change: unknown fields and nulls are still ignored, errors still 400
+    lenient = {**CHAT, "stream": None, "unknown": {"x": 1}, "messages": [{"role": "user", "content": "Hi"}]}
+    assert (await client.post("/v1/chat/completions", json=lenient)).status_code == 200
+    bad = await client.post("/v1/chat/completions", json={**CHAT, "n": 0})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "n"
+
+
+def _refs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref":
+                yield value
+            else:
+                yield from _refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _refs(value)
