@@ -95,4 +95,4 @@ def facts_qlora_adapter(smollm2_dir: Path, tmp_path_factory: pytest.TempPathFact
 @pytest.fixture(scope="session")
 def facts_full_checkpoint(smollm2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("facts") / "full"
-    return _train("camel_chat.train.train", smollm2_dir, out, "--learning_rate", "1e-4")
+    return _train("camel_chat.train.train", smollm2_dir, out, "--learning_rate", "3e-4")
