@@ -186,6 +186,20 @@ def wait_for(check: Callable[[], bool], proc: subprocess.Popen[bytes], what: str
     raise SystemExit(f"{what} did not start:\n{log.read_text(errors='replace')[-3000:]}")
 
 
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    """Terminate the processes still running (last started first), wait for each, kill those
+    that do not exit within 15 s."""
+    for proc in reversed(procs):
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class Stack:
     """controller + model_worker + openai_api_server on free loopback ports; stopped on exit."""
 
@@ -233,15 +247,7 @@ class Stack:
         return api
 
     def __exit__(self, *exc: object) -> None:
-        for proc in reversed(self.procs):
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop(self.procs)
 
 
 def worker_request(client: Any, worker: str, max_tokens: int) -> OneRequest:

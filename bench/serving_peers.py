@@ -37,6 +37,7 @@ from serving import (
     closed_loop,
     free_port,
     stack_request,
+    stop,
     wait_for,
 )
 
@@ -67,13 +68,8 @@ class PeerServer:
         return url
 
     def __exit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop([self.proc])
 
 
 async def measure(servers: dict[str, tuple[str, str]], args: argparse.Namespace) -> list[Result]:

@@ -28,7 +28,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,14 +40,11 @@ from typing import Any
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from serving import free_port, stop
+
 MODEL = "Tiny-Vicuna"
 PY = [sys.executable, "-m"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def rss_mib(pid: int) -> float:
@@ -80,13 +76,8 @@ class Proc:
         self.rss = []
 
     def stop(self) -> None:
-        if self.popen is not None and self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(timeout=15)
+        if self.popen is not None:
+            stop([self.popen])
 
 
 async def wait_ready(client: httpx.AsyncClient, proc: Proc, worker: bool = False) -> None:
