@@ -34,6 +34,9 @@ test: install lint
 	@# Debian's chromium for the web UI browser test (Playwright drives it; no browser download)
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1 \
 		|| echo "chromium not installed: tests/serve/test_browser.py will skip" >&2
+	@# tmux for the terminal-chat tests (the real CLI driven with send-keys, tiny models and SmolLM2)
+	@command -v tmux >/dev/null || (apt-get update -qq && apt-get install -y -qq tmux) >/dev/null 2>&1 \
+		|| echo "tmux not installed: the tmux terminal-chat tests will skip" >&2
 	$(BIN)/python tools/real_tokenizers.py
 	$(BIN)/python -m pytest -q
 
